@@ -1,0 +1,41 @@
+//! The folder: runs continuously on a short interval, folding whatever is unfolded.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::service::Aggregator;
+
+impl Aggregator {
+    /// Folds until `stop` completes. Safe beside other instances' folders: the store lets one
+    /// fold at a time and each batch is folded once.
+    pub async fn run_folder(self: Arc<Self>, stop: impl Future<Output = ()> + Send) {
+        tokio::pin!(stop);
+        let mut tick = tokio::time::interval(self.config.fold_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tick.tick() => {}
+            }
+            if let Err(error) = self.fold_pending().await {
+                tracing::warn!(%error, "fold failed; retrying on the next tick");
+            }
+        }
+    }
+
+    /// Folds until nothing reported before now is left unfolded (or another instance is at it).
+    pub async fn fold_pending(&self) -> Result<(), tally_store::StoreError> {
+        loop {
+            let outcome = self
+                .store
+                .fold(self.clock.now(), self.config.fold_max_records)
+                .await?;
+            if outcome.records > 0 {
+                tracing::debug!(records = outcome.records, batches = outcome.batches, "folded");
+            }
+            if !outcome.ran || !outcome.more {
+                return Ok(());
+            }
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! The usage service (aggregator): accepts usage records from resource providers, folds them
+//! hourly and daily into the usage database, and answers the provider and tenant usage queries.
+//!
+//! [`Aggregator`] implements [`tally_proto::usage_api::UsageApi`]; [`serve`] runs it as a gRPC
+//! server, and `tally serve` hands the same object to the gateway in-process.
+
+mod error;
+mod folder;
+mod service;
+mod token;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+
+pub use error::UsageError;
+pub use service::Aggregator;
+
+/// The aggregator's settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `sqlite://...?mode=rwc` or `postgres://...`.
+    pub database_url: String,
+    /// How often the folder looks for unfolded batches.
+    pub fold_interval: Duration,
+    /// Records folded per fold transaction, at most (a batch is never split).
+    pub fold_max_records: u64,
+}
+
+impl Config {
+    pub fn new(database_url: impl Into<String>) -> Self {
+        Self {
+            database_url: database_url.into(),
+            fold_interval: Duration::from_millis(250),
+            fold_max_records: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot open the usage database: {0}")]
+    Store(#[from] tally_store::StoreError),
+    #[error("grpc server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Opens the usage database and serves the usage contract on `listener` until `shutdown`
+/// completes; folds in the background meanwhile.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let aggregator =
+        Arc::new(Aggregator::open(&config, Arc::new(tally_core::SystemClock)).await?);
+    serve_aggregator(aggregator, listener, shutdown).await
+}
+
+/// Serves an already opened aggregator (tests inject clocks this way).
+pub async fn serve_aggregator(
+    aggregator: Arc<Aggregator>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let (stop_folder, folder_stopped) = tokio::sync::oneshot::channel::<()>();
+    let folder = tokio::spawn(aggregator.clone().run_folder(async {
+        let _ = folder_stopped.await;
+    }));
+    let services = tally_proto::usage_api::UsageGrpc::services(aggregator);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for name in tally_proto::usage_api::SERVICE_NAMES {
+        health
+            .set_service_status(name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    let result = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(tally_proto::server::reflection_v1())
+        .add_service(tally_proto::server::reflection_v1alpha())
+        .add_service(services.ingestion)
+        .add_service(services.provider)
+        .add_service(services.tenant)
+        .add_service(services.admin)
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
+        .await;
+    let _ = stop_folder.send(());
+    let _ = folder.await;
+    Ok(result?)
+}

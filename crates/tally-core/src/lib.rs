@@ -1,0 +1,19 @@
+//! Tally's pure domain: the meter catalog, exact quantities, usage records and their validation,
+//! UTC buckets, reported windows and the contract's error reasons.
+//!
+//! Architecture invariant: nothing here does I/O, knows protobuf, HTTP or a database. Inputs arrive
+//! as plain Rust values from the edges; outputs are plain values or typed errors.
+
+pub mod error;
+pub mod guid;
+pub mod meter;
+pub mod quantity;
+pub mod record;
+pub mod time;
+
+pub use error::{FieldViolation, Rejection, Reason, StatusClass};
+pub use guid::parse_guid;
+pub use meter::{Meter, MeterCatalog};
+pub use quantity::Quantity;
+pub use record::{InstanceData, UsageRecord, UsageRecordInput, ValidBatch, validate_batch};
+pub use time::{Clock, Granularity, ManualClock, RawTimestamp, ReportedWindow, SystemClock, WindowFields};

@@ -1,0 +1,261 @@
+//! UTC buckets, reported windows and the clock.
+//!
+//! Every time in Tally is UTC. Usage buckets and reported buckets are whole hours or whole days,
+//! held as Unix seconds of their start.
+
+use std::sync::Mutex;
+
+use chrono::{DateTime, Duration, DurationRound, TimeZone, Utc};
+
+use crate::error::{Rejection, Reason};
+
+pub const HOUR_SECONDS: i64 = 3_600;
+pub const DAY_SECONDS: i64 = 86_400;
+
+/// A timestamp as it arrives on the wire, before it is checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawTimestamp {
+    pub seconds: i64,
+    pub nanos: i32,
+}
+
+impl RawTimestamp {
+    pub fn to_utc(self) -> Option<DateTime<Utc>> {
+        u32::try_from(self.nanos)
+            .ok()
+            .and_then(|nanos| Utc.timestamp_opt(self.seconds, nanos).single())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Granularity {
+    Hourly,
+    Daily,
+}
+
+impl Granularity {
+    pub fn seconds(self) -> i64 {
+        match self {
+            Granularity::Hourly => HOUR_SECONDS,
+            Granularity::Daily => DAY_SECONDS,
+        }
+    }
+
+    /// Start of the bucket holding `unix_seconds`.
+    pub fn bucket_of(self, unix_seconds: i64) -> i64 {
+        unix_seconds.div_euclid(self.seconds()) * self.seconds()
+    }
+
+    /// Start of the bucket holding `time`.
+    pub fn bucket_start(self, time: DateTime<Utc>) -> DateTime<Utc> {
+        time.duration_trunc(Duration::seconds(self.seconds()))
+            .expect("hour and day truncation of a valid UTC time cannot fail")
+    }
+
+    pub fn is_aligned(self, time: DateTime<Utc>) -> bool {
+        self.bucket_start(time) == time
+    }
+
+    /// The REST spelling, case-insensitive (`daily`, `Hourly`, ...).
+    pub fn parse_name(name: &str) -> Option<Granularity> {
+        if name.eq_ignore_ascii_case("daily") {
+            Some(Granularity::Daily)
+        } else if name.eq_ignore_ascii_case("hourly") {
+            Some(Granularity::Hourly)
+        } else {
+            None
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Granularity::Hourly => "Hourly",
+            Granularity::Daily => "Daily",
+        }
+    }
+}
+
+/// A validated reported-time window: start inclusive, end exclusive, both aligned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReportedWindow {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub granularity: Granularity,
+    pub allow_incomplete: bool,
+}
+
+/// The field names a window's errors point at, which differ between gRPC and REST.
+#[derive(Clone, Copy, Debug)]
+pub struct WindowFields {
+    pub start: &'static str,
+    pub end: &'static str,
+}
+
+impl WindowFields {
+    pub const GRPC: WindowFields = WindowFields {
+        start: "reported_start_time",
+        end: "reported_end_time",
+    };
+    pub const REST: WindowFields = WindowFields {
+        start: "reportedStartTime",
+        end: "reportedEndTime",
+    };
+}
+
+impl ReportedWindow {
+    /// Checks a window against the contract's rules at time `now`.
+    pub fn validate(
+        start: Option<DateTime<Utc>>,
+        end: Option<DateTime<Utc>>,
+        granularity: Granularity,
+        allow_incomplete: bool,
+        now: DateTime<Utc>,
+        fields: WindowFields,
+    ) -> Result<ReportedWindow, Rejection> {
+        let start = start.ok_or_else(|| {
+            Rejection::field(Reason::InvalidProperty, fields.start, "is required")
+        })?;
+        let end = end.ok_or_else(|| {
+            Rejection::field(Reason::InvalidProperty, fields.end, "is required")
+        })?;
+        let boundary = match granularity {
+            Granularity::Hourly => "an hour boundary (UTC)",
+            Granularity::Daily => "midnight UTC for daily aggregation",
+        };
+        for (field, time) in [(fields.start, start), (fields.end, end)] {
+            if !granularity.is_aligned(time) {
+                return Err(Rejection::field(
+                    Reason::InvalidTimeAlignment,
+                    field,
+                    format!("{} is not on {boundary}", time.to_rfc3339()),
+                ));
+            }
+        }
+        if start >= end {
+            return Err(Rejection::field(
+                Reason::InvalidTimeAlignment,
+                fields.end,
+                "must be later than the start time",
+            ));
+        }
+        let latest = if allow_incomplete {
+            granularity.bucket_start(now) + Duration::seconds(granularity.seconds())
+        } else {
+            now
+        };
+        if end > latest {
+            return Err(Rejection::field(
+                Reason::RequestEndTimeIsInFuture,
+                fields.end,
+                format!("{} is later than {}", end.to_rfc3339(), latest.to_rfc3339()),
+            ));
+        }
+        Ok(ReportedWindow {
+            start,
+            end,
+            granularity,
+            allow_incomplete,
+        })
+    }
+}
+
+/// Where the service reads the time. Injected, so tests control time instead of sleeping.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// A clock that moves only when told to.
+#[derive(Debug)]
+pub struct ManualClock {
+    now: Mutex<DateTime<Utc>>,
+}
+
+impl ManualClock {
+    pub fn new(now: DateTime<Utc>) -> Self {
+        Self {
+            now: Mutex::new(now),
+        }
+    }
+
+    pub fn set(&self, now: DateTime<Utc>) {
+        *self.now.lock().unwrap_or_else(|e| e.into_inner()) = now;
+    }
+
+    pub fn advance(&self, by: Duration) {
+        let mut now = self.now.lock().unwrap_or_else(|e| e.into_inner());
+        *now += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.now.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn check(
+        start: &str,
+        end: &str,
+        granularity: Granularity,
+        allow_incomplete: bool,
+        now: &str,
+    ) -> Result<ReportedWindow, Reason> {
+        ReportedWindow::validate(
+            Some(t(start)),
+            Some(t(end)),
+            granularity,
+            allow_incomplete,
+            t(now),
+            WindowFields::GRPC,
+        )
+        .map_err(|e| e.reason)
+    }
+
+    #[test]
+    fn buckets() {
+        assert_eq!(Granularity::Hourly.bucket_of(7_199), 3_600);
+        assert_eq!(Granularity::Daily.bucket_of(86_399), 0);
+        assert_eq!(Granularity::Hourly.bucket_of(-1), -3_600);
+        assert_eq!(Granularity::Daily.bucket_start(t("2026-11-27T13:05:00Z")), t("2026-11-27T00:00:00Z"));
+    }
+
+    #[test]
+    fn window_rules() {
+        use Granularity::*;
+        let now = "2026-11-27T13:30:00Z";
+        assert!(check("2026-11-27T10:00:00Z", "2026-11-27T13:00:00Z", Hourly, false, now).is_ok());
+        assert_eq!(check("2026-11-27T10:30:00Z", "2026-11-27T13:00:00Z", Hourly, false, now), Err(Reason::InvalidTimeAlignment));
+        assert_eq!(check("2026-11-26T00:00:00Z", "2026-11-26T13:00:00Z", Daily, false, now), Err(Reason::InvalidTimeAlignment));
+        assert_eq!(check("2026-11-27T12:00:00Z", "2026-11-27T12:00:00Z", Hourly, false, now), Err(Reason::InvalidTimeAlignment));
+        assert_eq!(check("2026-11-27T12:00:00Z", "2026-11-27T14:00:00Z", Hourly, false, now), Err(Reason::RequestEndTimeIsInFuture));
+        // With allow_incomplete the window may end where the current bucket ends.
+        assert!(check("2026-11-27T12:00:00Z", "2026-11-27T14:00:00Z", Hourly, true, now).is_ok());
+        assert_eq!(check("2026-11-27T12:00:00Z", "2026-11-27T15:00:00Z", Hourly, true, now), Err(Reason::RequestEndTimeIsInFuture));
+        assert!(check("2026-11-27T00:00:00Z", "2026-11-28T00:00:00Z", Daily, true, now).is_ok());
+        assert_eq!(check("2026-11-27T00:00:00Z", "2026-11-28T00:00:00Z", Daily, false, now), Err(Reason::RequestEndTimeIsInFuture));
+    }
+
+    #[test]
+    fn granularity_names_are_case_insensitive() {
+        assert_eq!(Granularity::parse_name("DAILY"), Some(Granularity::Daily));
+        assert_eq!(Granularity::parse_name("hourly"), Some(Granularity::Hourly));
+        assert_eq!(Granularity::parse_name("weekly"), None);
+    }
+}

@@ -1,0 +1,33 @@
+//! Tally's protobuf contracts, and everything that is about the wire rather than the domain:
+//! the generated messages, servers and clients; the descriptor set for reflection; the service
+//! traits that both the in-process implementations and the gRPC clients implement; conversions
+//! between wire and domain types; and how domain errors become `tonic::Status`.
+//!
+//! Architecture invariant: this is the only crate that defines wire types. Services convert at
+//! their edges and keep prost types out of `tally-core` and `tally-store`.
+
+pub mod convert;
+pub mod server;
+pub mod status;
+pub mod usage_api;
+
+#[allow(clippy::all, missing_docs, rust_2018_idioms)]
+pub mod usage {
+    pub mod v1 {
+        tonic::include_proto!("tally.usage.v1");
+    }
+}
+
+#[allow(clippy::all, missing_docs, rust_2018_idioms)]
+pub mod registration {
+    pub mod v1 {
+        tonic::include_proto!("tally.registration.v1");
+    }
+}
+
+/// The descriptor set of every Tally contract, served by reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("tally_descriptor");
+
+/// The largest message a Tally service decodes. Batches above `status::MAX_BATCH_BYTES` are
+/// refused with `BatchTooLarge`; this outer limit only stops a client from exhausting memory.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;

@@ -1,0 +1,279 @@
+//! The usage service as a Rust trait, implemented by the aggregator in-process and by
+//! [`UsageClient`] over gRPC, so the gateway calls either without knowing which, and an
+//! in-process call pays no serialization. [`UsageGrpc`] serves any implementation over tonic.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::status;
+use crate::usage::v1::{
+    CreateMeterRequest, GetPipelineStatusRequest, ListMetersRequest, ListMetersResponse,
+    ListSubscriberUsageAggregatesRequest, ListUsageAggregatesRequest, ListUsageAggregatesResponse,
+    Meter, PipelineStatus, PostUsageRequest, PostUsageResponse,
+    provider_usage_client::ProviderUsageClient,
+    provider_usage_server::{ProviderUsage, ProviderUsageServer},
+    tenant_usage_client::TenantUsageClient,
+    tenant_usage_server::{TenantUsage, TenantUsageServer},
+    usage_admin_client::UsageAdminClient,
+    usage_admin_server::{UsageAdmin, UsageAdminServer},
+    usage_ingestion_client::UsageIngestionClient,
+    usage_ingestion_server::{UsageIngestion, UsageIngestionServer},
+};
+use crate::MAX_MESSAGE_BYTES;
+
+pub type Rpc<T> = Result<Response<T>, Status>;
+
+/// UsageIngestion, ProviderUsage, TenantUsage and UsageAdmin as one object-safe trait. Requests
+/// keep their metadata and extensions, so a caller's identity travels with them.
+#[tonic::async_trait]
+pub trait UsageApi: Send + Sync + 'static {
+    async fn post_usage(&self, request: Request<PostUsageRequest>) -> Rpc<PostUsageResponse>;
+    async fn list_subscriber_usage_aggregates(
+        &self,
+        request: Request<ListSubscriberUsageAggregatesRequest>,
+    ) -> Rpc<ListUsageAggregatesResponse>;
+    async fn list_usage_aggregates(
+        &self,
+        request: Request<ListUsageAggregatesRequest>,
+    ) -> Rpc<ListUsageAggregatesResponse>;
+    async fn list_meters(&self, request: Request<ListMetersRequest>) -> Rpc<ListMetersResponse>;
+    async fn create_meter(&self, request: Request<CreateMeterRequest>) -> Rpc<Meter>;
+    async fn get_pipeline_status(
+        &self,
+        request: Request<GetPipelineStatusRequest>,
+    ) -> Rpc<PipelineStatus>;
+}
+
+/// The usage service over gRPC.
+#[derive(Clone, Debug)]
+pub struct UsageClient {
+    ingestion: UsageIngestionClient<Channel>,
+    provider: ProviderUsageClient<Channel>,
+    tenant: TenantUsageClient<Channel>,
+    admin: UsageAdminClient<Channel>,
+}
+
+impl UsageClient {
+    /// A client that connects on first use and reconnects after failures, so a gateway can start
+    /// before the aggregator does.
+    pub fn connect_lazy(url: &str) -> Result<Self, tonic::transport::Error> {
+        let channel = Endpoint::from_shared(url.to_string())?
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .connect_lazy();
+        Ok(Self::new(channel))
+    }
+
+    pub fn new(channel: Channel) -> Self {
+        Self {
+            ingestion: UsageIngestionClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            provider: ProviderUsageClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            tenant: TenantUsageClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            admin: UsageAdminClient::new(channel),
+        }
+    }
+}
+
+/// A transport failure (no ErrorInfo of ours) becomes the contract's ServiceUnavailable.
+fn remote<T>(result: Rpc<T>) -> Rpc<T> {
+    result.map_err(|s| match (status::reason(&s), s.code()) {
+        (None, tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled) => {
+            tracing::warn!(error = %s, "usage service call failed");
+            status::unavailable("the usage service")
+        }
+        _ => s,
+    })
+}
+
+#[tonic::async_trait]
+impl UsageApi for UsageClient {
+    async fn post_usage(&self, request: Request<PostUsageRequest>) -> Rpc<PostUsageResponse> {
+        remote(self.ingestion.clone().post_usage(request).await)
+    }
+    async fn list_subscriber_usage_aggregates(
+        &self,
+        request: Request<ListSubscriberUsageAggregatesRequest>,
+    ) -> Rpc<ListUsageAggregatesResponse> {
+        remote(
+            self.provider
+                .clone()
+                .list_subscriber_usage_aggregates(request)
+                .await,
+        )
+    }
+    async fn list_usage_aggregates(
+        &self,
+        request: Request<ListUsageAggregatesRequest>,
+    ) -> Rpc<ListUsageAggregatesResponse> {
+        remote(self.tenant.clone().list_usage_aggregates(request).await)
+    }
+    async fn list_meters(&self, request: Request<ListMetersRequest>) -> Rpc<ListMetersResponse> {
+        remote(self.admin.clone().list_meters(request).await)
+    }
+    async fn create_meter(&self, request: Request<CreateMeterRequest>) -> Rpc<Meter> {
+        remote(self.admin.clone().create_meter(request).await)
+    }
+    async fn get_pipeline_status(
+        &self,
+        request: Request<GetPipelineStatusRequest>,
+    ) -> Rpc<PipelineStatus> {
+        remote(self.admin.clone().get_pipeline_status(request).await)
+    }
+}
+
+#[tonic::async_trait]
+impl<T: UsageApi + ?Sized> UsageApi for Arc<T> {
+    async fn post_usage(&self, request: Request<PostUsageRequest>) -> Rpc<PostUsageResponse> {
+        (**self).post_usage(request).await
+    }
+    async fn list_subscriber_usage_aggregates(
+        &self,
+        request: Request<ListSubscriberUsageAggregatesRequest>,
+    ) -> Rpc<ListUsageAggregatesResponse> {
+        (**self).list_subscriber_usage_aggregates(request).await
+    }
+    async fn list_usage_aggregates(
+        &self,
+        request: Request<ListUsageAggregatesRequest>,
+    ) -> Rpc<ListUsageAggregatesResponse> {
+        (**self).list_usage_aggregates(request).await
+    }
+    async fn list_meters(&self, request: Request<ListMetersRequest>) -> Rpc<ListMetersResponse> {
+        (**self).list_meters(request).await
+    }
+    async fn create_meter(&self, request: Request<CreateMeterRequest>) -> Rpc<Meter> {
+        (**self).create_meter(request).await
+    }
+    async fn get_pipeline_status(
+        &self,
+        request: Request<GetPipelineStatusRequest>,
+    ) -> Rpc<PipelineStatus> {
+        (**self).get_pipeline_status(request).await
+    }
+}
+
+/// Serves any [`UsageApi`] as the four tonic services.
+pub struct UsageGrpc<A: ?Sized> {
+    api: Arc<A>,
+}
+
+impl<A: ?Sized> Clone for UsageGrpc<A> {
+    fn clone(&self) -> Self {
+        Self {
+            api: self.api.clone(),
+        }
+    }
+}
+
+/// The four tonic services of the usage contract, ready to mount.
+pub struct UsageServices<A: UsageApi + ?Sized> {
+    pub ingestion: UsageIngestionServer<UsageGrpc<A>>,
+    pub provider: ProviderUsageServer<UsageGrpc<A>>,
+    pub tenant: TenantUsageServer<UsageGrpc<A>>,
+    pub admin: UsageAdminServer<UsageGrpc<A>>,
+}
+
+impl<A: UsageApi + ?Sized> UsageGrpc<A> {
+    pub fn services(api: Arc<A>) -> UsageServices<A> {
+        let grpc = UsageGrpc { api };
+        UsageServices {
+            ingestion: UsageIngestionServer::new(grpc.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            provider: ProviderUsageServer::new(grpc.clone())
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            tenant: TenantUsageServer::new(grpc.clone())
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            admin: UsageAdminServer::new(grpc),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl<A: UsageApi + ?Sized> UsageIngestion for UsageGrpc<A> {
+    async fn post_usage(&self, request: Request<PostUsageRequest>) -> Rpc<PostUsageResponse> {
+        self.api.post_usage(request).await
+    }
+
+    type StreamUsageStream = ReceiverStream<Result<PostUsageResponse, Status>>;
+
+    /// Each message is one atomic batch, handled in order; the first failure ends the stream, so
+    /// a client knows exactly which batches were acknowledged.
+    async fn stream_usage(
+        &self,
+        request: Request<Streaming<PostUsageRequest>>,
+    ) -> Rpc<Self::StreamUsageStream> {
+        let (metadata, extensions, mut inbound) = request.into_parts();
+        let api = self.api.clone();
+        let (tx, rx) = mpsc::channel(2);
+        tokio::spawn(async move {
+            loop {
+                let batch = match inbound.message().await {
+                    Ok(Some(batch)) => batch,
+                    Ok(None) => break,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        break;
+                    }
+                };
+                let request = Request::from_parts(metadata.clone(), extensions.clone(), batch);
+                let result = api.post_usage(request).await.map(Response::into_inner);
+                let failed = result.is_err();
+                if tx.send(result).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+#[tonic::async_trait]
+impl<A: UsageApi + ?Sized> ProviderUsage for UsageGrpc<A> {
+    async fn list_subscriber_usage_aggregates(
+        &self,
+        request: Request<ListSubscriberUsageAggregatesRequest>,
+    ) -> Rpc<ListUsageAggregatesResponse> {
+        self.api.list_subscriber_usage_aggregates(request).await
+    }
+}
+
+#[tonic::async_trait]
+impl<A: UsageApi + ?Sized> TenantUsage for UsageGrpc<A> {
+    async fn list_usage_aggregates(
+        &self,
+        request: Request<ListUsageAggregatesRequest>,
+    ) -> Rpc<ListUsageAggregatesResponse> {
+        self.api.list_usage_aggregates(request).await
+    }
+}
+
+#[tonic::async_trait]
+impl<A: UsageApi + ?Sized> UsageAdmin for UsageGrpc<A> {
+    async fn list_meters(&self, request: Request<ListMetersRequest>) -> Rpc<ListMetersResponse> {
+        self.api.list_meters(request).await
+    }
+    async fn create_meter(&self, request: Request<CreateMeterRequest>) -> Rpc<Meter> {
+        self.api.create_meter(request).await
+    }
+    async fn get_pipeline_status(
+        &self,
+        request: Request<GetPipelineStatusRequest>,
+    ) -> Rpc<PipelineStatus> {
+        self.api.get_pipeline_status(request).await
+    }
+}
+
+/// The fully qualified names of the usage contract's services, for health reporting.
+pub const SERVICE_NAMES: [&str; 4] = [
+    crate::usage::v1::usage_ingestion_server::SERVICE_NAME,
+    crate::usage::v1::provider_usage_server::SERVICE_NAME,
+    crate::usage::v1::tenant_usage_server::SERVICE_NAME,
+    crate::usage::v1::usage_admin_server::SERVICE_NAME,
+];

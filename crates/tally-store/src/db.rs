@@ -1,0 +1,147 @@
+//! Opening a database: connection pools tuned per backend, and migrations run once even when
+//! several instances start together.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sea_orm::sqlx::ConnectOptions as _;
+use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sea_orm::sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, SqlxPostgresConnector, SqlxSqliteConnector,
+    TransactionTrait,
+};
+use tally_migrations::MigratorTrait;
+
+use crate::error::StoreError;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A service's database: a writer and a reader. On SQLite the writer is one connection (SQLite
+/// has one writer; queuing in the pool is cheaper than lock retries) and readers run beside it
+/// under WAL. On PostgreSQL both are the same pool.
+#[derive(Clone, Debug)]
+pub struct Database {
+    backend: Backend,
+    writer: DatabaseConnection,
+    reader: DatabaseConnection,
+}
+
+fn unreachable_database(e: sea_orm::sqlx::Error) -> StoreError {
+    StoreError::Unavailable(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::Internal(e.to_string())))
+}
+
+/// Advisory lock that serializes migrations across instances sharing one PostgreSQL database.
+const MIGRATION_LOCK: i64 = 0x7a11_7900_0000_0001;
+
+impl Database {
+    /// Opens `url`: `sqlite://path?mode=rwc` or `postgres://...`.
+    pub async fn open(url: &str) -> Result<Database, StoreError> {
+        let invalid = |reason: String| StoreError::InvalidUrl {
+            url: url.to_string(),
+            reason,
+        };
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(|e| invalid(e.to_string()))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // FULL: a commit is on disk before the batch is acknowledged.
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(30))
+                .pragma("cache_size", "-65536")
+                .pragma("temp_store", "memory")
+                .disable_statement_logging();
+            let writer = SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(options.clone())
+                .await
+                .map_err(unreachable_database)?;
+            let reader = SqlitePoolOptions::new()
+                .max_connections(4)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_lazy_with(options.read_only(true).pragma("cache_size", "-16384"));
+            Ok(Database {
+                backend: Backend::Sqlite,
+                writer: SqlxSqliteConnector::from_sqlx_sqlite_pool(writer),
+                reader: SqlxSqliteConnector::from_sqlx_sqlite_pool(reader),
+            })
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let options = PgConnectOptions::from_str(url)
+                .map_err(|e| invalid(e.to_string()))?
+                .application_name("tally")
+                .disable_statement_logging();
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await
+                .map_err(unreachable_database)?;
+            let conn = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
+            Ok(Database {
+                backend: Backend::Postgres,
+                writer: conn.clone(),
+                reader: conn,
+            })
+        } else {
+            Err(invalid("expected a sqlite: or postgres: url".into()))
+        }
+    }
+
+    /// Applies `M`'s pending migrations. On PostgreSQL they run in one transaction under an
+    /// advisory lock, so instances starting together neither race nor half-apply.
+    pub async fn migrate<M: MigratorTrait>(&self) -> Result<(), StoreError> {
+        match self.backend {
+            Backend::Sqlite => M::up(&self.writer, None).await?,
+            Backend::Postgres => {
+                let txn = self.writer.begin().await?;
+                txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+                    .await?;
+                M::up(&txn, None).await?;
+                txn.commit().await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub(crate) fn db_backend(&self) -> DbBackend {
+        match self.backend {
+            Backend::Sqlite => DbBackend::Sqlite,
+            Backend::Postgres => DbBackend::Postgres,
+        }
+    }
+
+    pub(crate) fn writer(&self) -> &DatabaseConnection {
+        &self.writer
+    }
+
+    pub(crate) fn reader(&self) -> &DatabaseConnection {
+        &self.reader
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.reader.ping().await.map_err(StoreError::from)
+    }
+
+    pub async fn close(self) {
+        let _ = self.writer.close().await;
+        if self.backend == Backend::Sqlite {
+            let _ = self.reader.close().await;
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! Reading aggregates: one page of the contract's rows for a reported window.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, TimeZone, Utc};
+use sea_orm::{ConnectionTrait, Value};
+use tally_core::{Granularity, InstanceData, Quantity};
+use uuid::Uuid;
+
+use super::{UsageStore, micros_to_utc};
+use crate::error::StoreError;
+use crate::sql::Sql;
+
+/// Where a row sits in the stable page order: usage bucket, then subscription, meter, instance.
+/// Continuation tokens carry the last one returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RowKey {
+    pub usage_bucket: i64,
+    pub subscription_key: i64,
+    pub meter_key: i64,
+    pub instance_key: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct PageRequest {
+    pub granularity: Granularity,
+    /// Reported window, Unix seconds, start inclusive, end exclusive, aligned to `granularity`.
+    pub reported_start: i64,
+    pub reported_end: i64,
+    /// Only these subscriptions, when set.
+    pub subscriptions: Option<Vec<Uuid>>,
+    /// Rows strictly after this key.
+    pub after: Option<RowKey>,
+    pub limit: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AggregateRow {
+    pub key: RowKey,
+    pub subscription_id: Uuid,
+    pub meter_id: Uuid,
+    pub usage_start: DateTime<Utc>,
+    pub usage_end: DateTime<Utc>,
+    pub quantity: Quantity,
+    pub instance: InstanceData,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Page {
+    pub rows: Vec<AggregateRow>,
+    /// Whether rows follow the last one returned.
+    pub more: bool,
+}
+
+/// How far the aggregates are final, and how late records have arrived so far.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    pub complete_through: DateTime<Utc>,
+    max_lateness_hourly: i64,
+    max_lateness_daily: i64,
+}
+
+impl UsageStore {
+    /// Read before the page it qualifies: the page then holds at least what this promises.
+    pub async fn progress(&self) -> Result<Progress, StoreError> {
+        let row = self
+            .db
+            .reader()
+            .query_one_raw(
+                Sql::new(
+                    self.db.db_backend(),
+                    "SELECT complete_through, max_lateness_hourly, max_lateness_daily FROM usage_pipeline WHERE id = 1",
+                )
+                .build(),
+            )
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("usage_pipeline has no row".into()))?;
+        Ok(Progress {
+            complete_through: micros_to_utc(row.try_get_by_index(0)?),
+            max_lateness_hourly: row.try_get_by_index(1)?,
+            max_lateness_daily: row.try_get_by_index(2)?,
+        })
+    }
+
+    /// One page of rows of `request`'s reported window, in key order.
+    pub async fn page(&self, request: &PageRequest, progress: &Progress) -> Result<Page, StoreError> {
+        let (table, lateness) = match request.granularity {
+            Granularity::Hourly => ("usage_hourly", progress.max_lateness_hourly),
+            Granularity::Daily => ("usage_daily", progress.max_lateness_daily),
+        };
+        let subscription_keys = match &request.subscriptions {
+            None => None,
+            Some(ids) => {
+                let keys = self.subscription_keys(ids).await?;
+                if keys.is_empty() {
+                    return Ok(Page::default());
+                }
+                Some(keys)
+            }
+        };
+        let backend = self.db.db_backend();
+        let mut sql = Sql::new(
+            backend,
+            &format!(
+                "SELECT usage_bucket, subscription_key, meter_key, instance_key, \
+                 CAST(SUM(qty_units) AS BIGINT), CAST(SUM(qty_frac) AS BIGINT) FROM {table} WHERE "
+            ),
+        );
+        // Usage never follows its report, and never precedes it by more than the largest
+        // lateness folded so far: this bounds the scan to the window's own neighbourhood.
+        sql.push("usage_bucket >= ")
+            .bind(request.reported_start - lateness)
+            .push(" AND usage_bucket < ")
+            .bind(request.reported_end)
+            .push(" AND reported_bucket >= ")
+            .bind(request.reported_start)
+            .push(" AND reported_bucket < ")
+            .bind(request.reported_end);
+        if let Some(keys) = &subscription_keys {
+            if keys.len() == 1 {
+                sql.push(" AND subscription_key = ").bind(keys[0]);
+            } else {
+                sql.push(" AND subscription_key IN ")
+                    .bind_tuple(keys.iter().map(|k| Value::Int(Some(*k))));
+            }
+        }
+        if let Some(after) = request.after {
+            sql.push(" AND (usage_bucket, subscription_key, meter_key, instance_key) > ")
+                .bind_tuple([
+                    Value::BigInt(Some(after.usage_bucket)),
+                    Value::BigInt(Some(after.subscription_key)),
+                    Value::BigInt(Some(after.meter_key)),
+                    Value::BigInt(Some(after.instance_key)),
+                ]);
+        }
+        sql.push(
+            " GROUP BY usage_bucket, subscription_key, meter_key, instance_key \
+             ORDER BY usage_bucket, subscription_key, meter_key, instance_key LIMIT ",
+        )
+        .bind(request.limit as i64 + 1);
+
+        let mut raw = Vec::with_capacity(request.limit + 1);
+        for row in self.db.reader().query_all_raw(sql.build()).await? {
+            let key = RowKey {
+                usage_bucket: row.try_get_by_index(0)?,
+                subscription_key: row.try_get_by_index::<i32>(1)? as i64,
+                meter_key: row.try_get_by_index::<i32>(2)? as i64,
+                instance_key: row.try_get_by_index(3)?,
+            };
+            let units: i64 = row.try_get_by_index(4)?;
+            let fraction: i64 = row.try_get_by_index(5)?;
+            raw.push((key, Quantity::from_parts(units as u128, fraction as u128)));
+        }
+        let more = raw.len() > request.limit;
+        raw.truncate(request.limit);
+
+        let instances = self
+            .instances(raw.iter().map(|(k, _)| k.instance_key))
+            .await?;
+        let subscription_ids = self
+            .subscription_ids(raw.iter().map(|(k, _)| k.subscription_key as i32))
+            .await?;
+        let step = request.granularity.seconds();
+        let mut rows = Vec::with_capacity(raw.len());
+        for (key, quantity) in raw {
+            let meter_id = self
+                .read_dictionary()
+                .meter_id(key.meter_key as i32)
+                .ok_or_else(|| StoreError::Corrupt(format!("meter key {} is unknown", key.meter_key)))?;
+            rows.push(AggregateRow {
+                key,
+                subscription_id: subscription_ids[&(key.subscription_key as i32)],
+                meter_id,
+                usage_start: seconds(key.usage_bucket),
+                usage_end: seconds(key.usage_bucket + step),
+                quantity,
+                instance: instances
+                    .get(&key.instance_key)
+                    .cloned()
+                    .ok_or_else(|| StoreError::Corrupt(format!("instance {} is unknown", key.instance_key)))?,
+            });
+        }
+        Ok(Page { rows, more })
+    }
+
+    /// Keys of the given subscriptions; ones never seen have no usage and no key.
+    async fn subscription_keys(&self, ids: &[Uuid]) -> Result<Vec<i32>, StoreError> {
+        let mut keys = Vec::new();
+        let mut missing = Vec::new();
+        {
+            let dictionary = self.read_dictionary();
+            for id in ids {
+                match dictionary.subscription_key(id) {
+                    Some(key) => keys.push(key),
+                    None => missing.push(*id),
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let mut select = Sql::new(
+                self.db.db_backend(),
+                "SELECT key, subscription_id FROM usage_subscription WHERE subscription_id IN ",
+            );
+            select.bind_tuple(missing.iter().map(|id| Value::from(id.hyphenated().to_string())));
+            let mut dictionary_updates = Vec::new();
+            for row in self.db.reader().query_all_raw(select.build()).await? {
+                let key: i32 = row.try_get_by_index(0)?;
+                let id: String = row.try_get_by_index(1)?;
+                if let Ok(id) = Uuid::parse_str(&id) {
+                    dictionary_updates.push((id, key));
+                }
+                keys.push(key);
+            }
+            let mut dictionary = self.write_dictionary();
+            for (id, key) in dictionary_updates {
+                dictionary.learn_subscription(id, key);
+            }
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(keys)
+    }
+
+    async fn subscription_ids(
+        &self,
+        keys: impl Iterator<Item = i32>,
+    ) -> Result<HashMap<i32, Uuid>, StoreError> {
+        let mut ids = HashMap::new();
+        let mut missing = Vec::new();
+        {
+            let dictionary = self.read_dictionary();
+            for key in keys {
+                match dictionary.subscription_id(key) {
+                    Some(id) => {
+                        ids.insert(key, id);
+                    }
+                    None => missing.push(key),
+                }
+            }
+        }
+        missing.sort_unstable();
+        missing.dedup();
+        if !missing.is_empty() {
+            let mut select = Sql::new(
+                self.db.db_backend(),
+                "SELECT key, subscription_id FROM usage_subscription WHERE key IN ",
+            );
+            select.bind_tuple(missing.iter().map(|k| Value::Int(Some(*k))));
+            for row in self.db.reader().query_all_raw(select.build()).await? {
+                let key: i32 = row.try_get_by_index(0)?;
+                let id: String = row.try_get_by_index(1)?;
+                let id = Uuid::parse_str(&id)
+                    .map_err(|_| StoreError::Corrupt(format!("subscription id {id:?}")))?;
+                ids.insert(key, id);
+                self.write_dictionary().learn_subscription(id, key);
+            }
+        }
+        if let Some(key) = missing.iter().find(|k| !ids.contains_key(k)) {
+            return Err(StoreError::Corrupt(format!("subscription key {key} is unknown")));
+        }
+        Ok(ids)
+    }
+
+    async fn instances(
+        &self,
+        keys: impl Iterator<Item = i64>,
+    ) -> Result<HashMap<i64, InstanceData>, StoreError> {
+        let mut keys: Vec<i64> = keys.collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut instances = HashMap::with_capacity(keys.len());
+        for chunk in keys.chunks(500) {
+            let mut select = Sql::new(
+                self.db.db_backend(),
+                "SELECT key, resource_uri, location, tags, additional_info FROM usage_instance WHERE key IN ",
+            );
+            select.bind_tuple(chunk.iter().map(|k| Value::BigInt(Some(*k))));
+            for row in self.db.reader().query_all_raw(select.build()).await? {
+                let tags: String = row.try_get_by_index(3)?;
+                let info: String = row.try_get_by_index(4)?;
+                instances.insert(
+                    row.try_get_by_index::<i64>(0)?,
+                    InstanceData {
+                        resource_uri: row.try_get_by_index(1)?,
+                        location: row.try_get_by_index(2)?,
+                        tags: from_json(&tags)?,
+                        additional_info: from_json(&info)?,
+                    },
+                );
+            }
+        }
+        Ok(instances)
+    }
+}
+
+fn seconds(unix: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(unix, 0).single().unwrap_or_default()
+}
+
+fn from_json(text: &str) -> Result<BTreeMap<String, String>, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("stored map is not JSON: {e}")))
+}

@@ -1,0 +1,57 @@
+//! Tally's schema as sea-orm migrations. Each service owns its tables and migrates them with its
+//! own migrator and its own bookkeeping table, so services can be deployed and upgraded apart.
+
+use sea_orm_migration::prelude::*;
+
+pub use sea_orm_migration::MigratorTrait;
+
+mod m20261127_000001_usage;
+
+/// The usage service's tables (`usage_*`).
+pub struct UsageMigrator;
+
+impl MigratorTrait for UsageMigrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261127_000001_usage::Migration)]
+    }
+
+    fn migration_table_name() -> DynIden {
+        "usage_migrations".into_iden()
+    }
+}
+
+/// The registration service's tables (`registration_*`, `tenancy_*`).
+pub struct RegistrationMigrator;
+
+impl MigratorTrait for RegistrationMigrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![]
+    }
+
+    fn migration_table_name() -> DynIden {
+        "registration_migrations".into_iden()
+    }
+}
+
+/// Runs statements written for each backend. The storage-critical tables are spelled out in SQL
+/// because their exact shape (SQLite rowid tables, clustered keys, partial indexes) is the design.
+pub(crate) async fn run(
+    manager: &SchemaManager<'_>,
+    sqlite: &[&str],
+    postgres: &[&str],
+) -> Result<(), DbErr> {
+    let statements = match manager.get_database_backend() {
+        sea_orm_migration::sea_orm::DatabaseBackend::Sqlite => sqlite,
+        sea_orm_migration::sea_orm::DatabaseBackend::Postgres => postgres,
+        other => {
+            return Err(DbErr::Migration(format!(
+                "unsupported database backend {other:?}"
+            )));
+        }
+    };
+    let db = manager.get_connection();
+    for sql in statements {
+        db.execute_unprepared(sql).await?;
+    }
+    Ok(())
+}
