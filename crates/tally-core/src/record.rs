@@ -12,7 +12,6 @@ use crate::guid::parse_guid;
 use crate::quantity::Quantity;
 use crate::time::{Granularity, RawTimestamp};
 
-
 /// Records per batch, at most.
 pub const MAX_BATCH_RECORDS: usize = 10_000;
 pub const MAX_EVENT_ID_LEN: usize = 128;
@@ -145,7 +144,10 @@ pub fn validate_batch(
         return Err(Rejection::field(
             Reason::BatchTooLarge,
             "records",
-            format!("{} records; a batch holds at most {MAX_BATCH_RECORDS}", inputs.len()),
+            format!(
+                "{} records; a batch holds at most {MAX_BATCH_RECORDS}",
+                inputs.len()
+            ),
         ));
     }
     let mut violations: Vec<(Reason, FieldViolation)> = Vec::new();
@@ -229,7 +231,9 @@ pub fn event_id_conflict(index: usize, event_id: &str, description: String) -> R
     let field = format!("records[{index}].event_id");
     Rejection {
         reason: Reason::EventIdConflict,
-        message: format!("event id {event_id:?} is already stored with different content ({field} {description})"),
+        message: format!(
+            "event id {event_id:?} is already stored with different content ({field} {description})"
+        ),
         violations: vec![FieldViolation::new(field, description)],
     }
 }
@@ -250,7 +254,10 @@ fn validate_record(
         && input.event_id.len() <= MAX_EVENT_ID_LEN
         && input.event_id.bytes().all(|b| (0x20..=0x7e).contains(&b));
     if !event_id_ok {
-        bad("event_id", "must be 1 to 128 printable ASCII characters".into());
+        bad(
+            "event_id",
+            "must be 1 to 128 printable ASCII characters".into(),
+        );
     }
     let subscription_id = parse_guid(&input.subscription_id);
     if subscription_id.is_none() {
@@ -260,7 +267,12 @@ fn validate_record(
     if meter_guid.is_none() {
         bad("meter_id", describe_bad_guid(&input.meter_id));
     }
-    check_text(&mut bad, "resource_uri", &input.resource_uri, MAX_RESOURCE_URI_LEN);
+    check_text(
+        &mut bad,
+        "resource_uri",
+        &input.resource_uri,
+        MAX_RESOURCE_URI_LEN,
+    );
     check_text(&mut bad, "location", &input.location, MAX_LOCATION_LEN);
     check_map(&mut bad, "tags", &input.tags, MAX_TAGS, MAX_TAG_VALUE_LEN);
     check_map(
@@ -273,7 +285,10 @@ fn validate_record(
     let quantity = match Quantity::parse_record(&input.quantity) {
         Ok(q) => Some(q),
         Err(e) => {
-            bad("quantity", format!("{e} (got {:?})", truncate(&input.quantity)));
+            bad(
+                "quantity",
+                format!("{e} (got {:?})", truncate(&input.quantity)),
+            );
             None
         }
     };
@@ -282,7 +297,10 @@ fn validate_record(
     if let (Some(start), Some(end)) = (start, end) {
         let hour = Granularity::Hourly.bucket_start(start);
         if start >= end {
-            bad("usage_end_time", "must be later than usage_start_time".into());
+            bad(
+                "usage_end_time",
+                "must be later than usage_start_time".into(),
+            );
         } else if end > hour + Duration::hours(1) {
             bad(
                 "usage_end_time",
@@ -290,10 +308,12 @@ fn validate_record(
             );
         }
         if start > now {
-            bad("usage_start_time", format!("{} is in the future", start.to_rfc3339()));
+            bad(
+                "usage_start_time",
+                format!("{} is in the future", start.to_rfc3339()),
+            );
         }
     }
-    drop(bad);
     // An unknown meter is its own reason; only report it for a well-formed meter id.
     if let Some(meter) = meter_guid
         && !is_known_meter(&meter)
@@ -305,24 +325,26 @@ fn validate_record(
         ));
     }
     match (subscription_id, meter_guid, quantity, start, end) {
-        (Some(subscription_id), Some(meter_id), Some(quantity), Some(usage_start), Some(usage_end))
-            if found.is_empty() =>
-        {
-            Ok(UsageRecord {
-                event_id: input.event_id,
-                subscription_id,
-                meter_id,
-                instance: InstanceData {
-                    resource_uri: input.resource_uri,
-                    location: input.location,
-                    tags: input.tags,
-                    additional_info: input.additional_info,
-                },
-                quantity,
-                usage_start,
-                usage_end,
-            })
-        }
+        (
+            Some(subscription_id),
+            Some(meter_id),
+            Some(quantity),
+            Some(usage_start),
+            Some(usage_end),
+        ) if found.is_empty() => Ok(UsageRecord {
+            event_id: input.event_id,
+            subscription_id,
+            meter_id,
+            instance: InstanceData {
+                resource_uri: input.resource_uri,
+                location: input.location,
+                tags: input.tags,
+                additional_info: input.additional_info,
+            },
+            quantity,
+            usage_start,
+            usage_end,
+        }),
         _ => Err(found),
     }
 }
@@ -342,7 +364,12 @@ fn truncate(text: &str) -> &str {
     }
 }
 
-fn check_text(bad: &mut impl FnMut(&'static str, String), field: &'static str, text: &str, max: usize) {
+fn check_text(
+    bad: &mut impl FnMut(&'static str, String),
+    field: &'static str,
+    text: &str,
+    max: usize,
+) {
     if text.trim().is_empty() {
         bad(field, "is required".into());
     } else if text.chars().count() > max {
@@ -360,14 +387,29 @@ fn check_map(
     max_value: usize,
 ) {
     if map.len() > max_entries {
-        bad(field, format!("has {} entries; at most {max_entries}", map.len()));
+        bad(
+            field,
+            format!("has {} entries; at most {max_entries}", map.len()),
+        );
         return;
     }
     for (key, value) in map {
         if key.is_empty() || key.chars().count() > MAX_TAG_NAME_LEN {
-            bad(field, format!("key {:?} must be 1 to {MAX_TAG_NAME_LEN} characters", truncate(key)));
+            bad(
+                field,
+                format!(
+                    "key {:?} must be 1 to {MAX_TAG_NAME_LEN} characters",
+                    truncate(key)
+                ),
+            );
         } else if value.chars().count() > max_value {
-            bad(field, format!("value of {:?} is longer than {max_value} characters", truncate(key)));
+            bad(
+                field,
+                format!(
+                    "value of {:?} is longer than {max_value} characters",
+                    truncate(key)
+                ),
+            );
         }
     }
 }
@@ -396,12 +438,17 @@ mod tests {
     use crate::meter::{MeterCatalog, well_known};
 
     fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-27T13:30:00Z").unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339("2026-11-27T13:30:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     fn ts(s: &str) -> Option<RawTimestamp> {
         let t = DateTime::parse_from_rfc3339(s).unwrap();
-        Some(RawTimestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 })
+        Some(RawTimestamp {
+            seconds: t.timestamp(),
+            nanos: t.timestamp_subsec_nanos() as i32,
+        })
     }
 
     fn input(event_id: &str) -> UsageRecordInput {
@@ -427,29 +474,104 @@ mod tests {
     fn a_good_record_is_canonicalised() {
         let batch = check(vec![input("e1")]).unwrap();
         let record = &batch.records[0];
-        assert_eq!(record.subscription_id.hyphenated().to_string(), "5f3a9c1e-0b4d-4e8f-9a2b-1c3d5e7f9a0b");
-        assert_eq!(record.meter_id.hyphenated().to_string(), well_known::BASE_VM_SIZE_HOURS);
-        assert_eq!(record.usage_hour(), ts("2026-11-27T12:00:00Z").unwrap().seconds);
+        assert_eq!(
+            record.subscription_id.hyphenated().to_string(),
+            "5f3a9c1e-0b4d-4e8f-9a2b-1c3d5e7f9a0b"
+        );
+        assert_eq!(
+            record.meter_id.hyphenated().to_string(),
+            well_known::BASE_VM_SIZE_HOURS
+        );
+        assert_eq!(
+            record.usage_hour(),
+            ts("2026-11-27T12:00:00Z").unwrap().seconds
+        );
     }
 
     #[test]
     fn every_rule_names_its_field() {
-        let cases: Vec<(fn(&mut UsageRecordInput), Reason, &str)> = vec![
-            (|r| r.event_id.clear(), Reason::InvalidProperty, "records[0].event_id"),
-            (|r| r.event_id = "x".repeat(129), Reason::InvalidProperty, "records[0].event_id"),
-            (|r| r.event_id = "tab\there".into(), Reason::InvalidProperty, "records[0].event_id"),
-            (|r| r.subscription_id = "nope".into(), Reason::InvalidProperty, "records[0].subscription_id"),
-            (|r| r.meter_id = "nope".into(), Reason::InvalidProperty, "records[0].meter_id"),
-            (|r| r.meter_id = "00000000-0000-0000-0000-000000000001".into(), Reason::UnknownMeter, "records[0].meter_id"),
-            (|r| r.resource_uri.clear(), Reason::InvalidProperty, "records[0].resource_uri"),
-            (|r| r.location.clear(), Reason::InvalidProperty, "records[0].location"),
-            (|r| r.quantity = "-1".into(), Reason::InvalidProperty, "records[0].quantity"),
-            (|r| r.quantity = "1.00000000001".into(), Reason::InvalidProperty, "records[0].quantity"),
-            (|r| r.usage_start_time = None, Reason::InvalidProperty, "records[0].usage_start_time"),
-            (|r| r.usage_end_time = ts("2026-11-27T11:00:00Z"), Reason::InvalidProperty, "records[0].usage_end_time"),
-            (|r| r.usage_end_time = ts("2026-11-27T13:00:01Z"), Reason::InvalidProperty, "records[0].usage_end_time"),
-            (|r| { r.usage_start_time = ts("2026-11-27T14:00:00Z"); r.usage_end_time = ts("2026-11-27T14:30:00Z"); }, Reason::InvalidProperty, "records[0].usage_start_time"),
-            (|r| { r.tags.insert(String::new(), "v".into()); }, Reason::InvalidProperty, "records[0].tags"),
+        type Case = (fn(&mut UsageRecordInput), Reason, &'static str);
+        let cases: Vec<Case> = vec![
+            (
+                |r| r.event_id.clear(),
+                Reason::InvalidProperty,
+                "records[0].event_id",
+            ),
+            (
+                |r| r.event_id = "x".repeat(129),
+                Reason::InvalidProperty,
+                "records[0].event_id",
+            ),
+            (
+                |r| r.event_id = "tab\there".into(),
+                Reason::InvalidProperty,
+                "records[0].event_id",
+            ),
+            (
+                |r| r.subscription_id = "nope".into(),
+                Reason::InvalidProperty,
+                "records[0].subscription_id",
+            ),
+            (
+                |r| r.meter_id = "nope".into(),
+                Reason::InvalidProperty,
+                "records[0].meter_id",
+            ),
+            (
+                |r| r.meter_id = "00000000-0000-0000-0000-000000000001".into(),
+                Reason::UnknownMeter,
+                "records[0].meter_id",
+            ),
+            (
+                |r| r.resource_uri.clear(),
+                Reason::InvalidProperty,
+                "records[0].resource_uri",
+            ),
+            (
+                |r| r.location.clear(),
+                Reason::InvalidProperty,
+                "records[0].location",
+            ),
+            (
+                |r| r.quantity = "-1".into(),
+                Reason::InvalidProperty,
+                "records[0].quantity",
+            ),
+            (
+                |r| r.quantity = "1.00000000001".into(),
+                Reason::InvalidProperty,
+                "records[0].quantity",
+            ),
+            (
+                |r| r.usage_start_time = None,
+                Reason::InvalidProperty,
+                "records[0].usage_start_time",
+            ),
+            (
+                |r| r.usage_end_time = ts("2026-11-27T11:00:00Z"),
+                Reason::InvalidProperty,
+                "records[0].usage_end_time",
+            ),
+            (
+                |r| r.usage_end_time = ts("2026-11-27T13:00:01Z"),
+                Reason::InvalidProperty,
+                "records[0].usage_end_time",
+            ),
+            (
+                |r| {
+                    r.usage_start_time = ts("2026-11-27T14:00:00Z");
+                    r.usage_end_time = ts("2026-11-27T14:30:00Z");
+                },
+                Reason::InvalidProperty,
+                "records[0].usage_start_time",
+            ),
+            (
+                |r| {
+                    r.tags.insert(String::new(), "v".into());
+                },
+                Reason::InvalidProperty,
+                "records[0].tags",
+            ),
         ];
         for (mutate, reason, field) in cases {
             let mut record = input("e1");

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Duration, DurationRound, TimeZone, Utc};
 
-use crate::error::{Rejection, Reason};
+use crate::error::{Reason, Rejection};
 
 pub const HOUR_SECONDS: i64 = 3_600;
 pub const DAY_SECONDS: i64 = 86_400;
@@ -115,9 +115,8 @@ impl ReportedWindow {
         let start = start.ok_or_else(|| {
             Rejection::field(Reason::InvalidProperty, fields.start, "is required")
         })?;
-        let end = end.ok_or_else(|| {
-            Rejection::field(Reason::InvalidProperty, fields.end, "is required")
-        })?;
+        let end = end
+            .ok_or_else(|| Rejection::field(Reason::InvalidProperty, fields.end, "is required"))?;
         let boundary = match granularity {
             Granularity::Hourly => "an hour boundary (UTC)",
             Granularity::Daily => "midnight UTC for daily aggregation",
@@ -233,23 +232,107 @@ mod tests {
         assert_eq!(Granularity::Hourly.bucket_of(7_199), 3_600);
         assert_eq!(Granularity::Daily.bucket_of(86_399), 0);
         assert_eq!(Granularity::Hourly.bucket_of(-1), -3_600);
-        assert_eq!(Granularity::Daily.bucket_start(t("2026-11-27T13:05:00Z")), t("2026-11-27T00:00:00Z"));
+        assert_eq!(
+            Granularity::Daily.bucket_start(t("2026-11-27T13:05:00Z")),
+            t("2026-11-27T00:00:00Z")
+        );
     }
 
     #[test]
     fn window_rules() {
         use Granularity::*;
         let now = "2026-11-27T13:30:00Z";
-        assert!(check("2026-11-27T10:00:00Z", "2026-11-27T13:00:00Z", Hourly, false, now).is_ok());
-        assert_eq!(check("2026-11-27T10:30:00Z", "2026-11-27T13:00:00Z", Hourly, false, now), Err(Reason::InvalidTimeAlignment));
-        assert_eq!(check("2026-11-26T00:00:00Z", "2026-11-26T13:00:00Z", Daily, false, now), Err(Reason::InvalidTimeAlignment));
-        assert_eq!(check("2026-11-27T12:00:00Z", "2026-11-27T12:00:00Z", Hourly, false, now), Err(Reason::InvalidTimeAlignment));
-        assert_eq!(check("2026-11-27T12:00:00Z", "2026-11-27T14:00:00Z", Hourly, false, now), Err(Reason::RequestEndTimeIsInFuture));
+        assert!(
+            check(
+                "2026-11-27T10:00:00Z",
+                "2026-11-27T13:00:00Z",
+                Hourly,
+                false,
+                now
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            check(
+                "2026-11-27T10:30:00Z",
+                "2026-11-27T13:00:00Z",
+                Hourly,
+                false,
+                now
+            ),
+            Err(Reason::InvalidTimeAlignment)
+        );
+        assert_eq!(
+            check(
+                "2026-11-26T00:00:00Z",
+                "2026-11-26T13:00:00Z",
+                Daily,
+                false,
+                now
+            ),
+            Err(Reason::InvalidTimeAlignment)
+        );
+        assert_eq!(
+            check(
+                "2026-11-27T12:00:00Z",
+                "2026-11-27T12:00:00Z",
+                Hourly,
+                false,
+                now
+            ),
+            Err(Reason::InvalidTimeAlignment)
+        );
+        assert_eq!(
+            check(
+                "2026-11-27T12:00:00Z",
+                "2026-11-27T14:00:00Z",
+                Hourly,
+                false,
+                now
+            ),
+            Err(Reason::RequestEndTimeIsInFuture)
+        );
         // With allow_incomplete the window may end where the current bucket ends.
-        assert!(check("2026-11-27T12:00:00Z", "2026-11-27T14:00:00Z", Hourly, true, now).is_ok());
-        assert_eq!(check("2026-11-27T12:00:00Z", "2026-11-27T15:00:00Z", Hourly, true, now), Err(Reason::RequestEndTimeIsInFuture));
-        assert!(check("2026-11-27T00:00:00Z", "2026-11-28T00:00:00Z", Daily, true, now).is_ok());
-        assert_eq!(check("2026-11-27T00:00:00Z", "2026-11-28T00:00:00Z", Daily, false, now), Err(Reason::RequestEndTimeIsInFuture));
+        assert!(
+            check(
+                "2026-11-27T12:00:00Z",
+                "2026-11-27T14:00:00Z",
+                Hourly,
+                true,
+                now
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            check(
+                "2026-11-27T12:00:00Z",
+                "2026-11-27T15:00:00Z",
+                Hourly,
+                true,
+                now
+            ),
+            Err(Reason::RequestEndTimeIsInFuture)
+        );
+        assert!(
+            check(
+                "2026-11-27T00:00:00Z",
+                "2026-11-28T00:00:00Z",
+                Daily,
+                true,
+                now
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            check(
+                "2026-11-27T00:00:00Z",
+                "2026-11-28T00:00:00Z",
+                Daily,
+                false,
+                now
+            ),
+            Err(Reason::RequestEndTimeIsInFuture)
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::MAX_MESSAGE_BYTES;
 use crate::status;
 use crate::usage::v1::{
     CreateMeterRequest, GetPipelineStatusRequest, ListMetersRequest, ListMetersResponse,
@@ -23,7 +24,6 @@ use crate::usage::v1::{
     usage_ingestion_client::UsageIngestionClient,
     usage_ingestion_server::{UsageIngestion, UsageIngestionServer},
 };
-use crate::MAX_MESSAGE_BYTES;
 
 pub type Rpc<T> = Result<Response<T>, Status>;
 

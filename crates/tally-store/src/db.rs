@@ -34,7 +34,9 @@ pub struct Database {
 }
 
 fn unreachable_database(e: sea_orm::sqlx::Error) -> StoreError {
-    StoreError::Unavailable(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::Internal(e.to_string())))
+    StoreError::Unavailable(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::Internal(
+        e.to_string(),
+    )))
 }
 
 /// Advisory lock that serializes migrations across instances sharing one PostgreSQL database.

@@ -1,1 +1,8 @@
-//! placeholder
+//! The `tally` command and the thin per-service binaries: argument parsing, logging, signals,
+//! and wiring the service libraries together. Everything of substance lives in the libraries.
+
+pub mod cli;
+mod demo;
+mod run;
+
+pub use run::{run, run_service};

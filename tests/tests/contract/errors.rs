@@ -22,8 +22,15 @@ fn assert_error(err: &tonic::Status, code: tonic::Code, reason: &str, field: &st
     assert_eq!(err.code(), code, "{err:?}");
     assert_eq!(status::reason(err).as_deref(), Some(reason), "{err:?}");
     if !field.is_empty() {
-        assert!(status::fields(err).iter().any(|f| f == field), "{field} not in {err:?}");
-        assert!(err.message().contains(field), "message does not name {field}: {}", err.message());
+        assert!(
+            status::fields(err).iter().any(|f| f == field),
+            "{field} not in {err:?}"
+        );
+        assert!(
+            err.message().contains(field),
+            "message does not name {field}: {}",
+            err.message()
+        );
     }
 }
 
@@ -37,7 +44,10 @@ async fn ingestion_errors_name_the_field(backend: Backend) {
     let mut bad = good();
     bad.event_id = "x".into();
     bad.quantity = "1.5e3".into();
-    let err = ingestion.post_usage(batch(vec![good(), bad])).await.unwrap_err();
+    let err = ingestion
+        .post_usage(batch(vec![good(), bad]))
+        .await
+        .unwrap_err();
     assert_error(&err, invalid, "InvalidProperty", "records[1].quantity");
 
     let mut bad = good();
@@ -48,22 +58,50 @@ async fn ingestion_errors_name_the_field(backend: Backend) {
     let mut bad = good();
     bad.subscription_id = "not-a-guid".into();
     let err = ingestion.post_usage(batch(vec![bad])).await.unwrap_err();
-    assert_error(&err, invalid, "InvalidProperty", "records[0].subscription_id");
+    assert_error(
+        &err,
+        invalid,
+        "InvalidProperty",
+        "records[0].subscription_id",
+    );
 
     let mut bad = good();
     bad.usage_end_time = Some(timestamp(hour + Duration::minutes(61)));
     let err = ingestion.post_usage(batch(vec![bad])).await.unwrap_err();
-    assert_error(&err, invalid, "InvalidProperty", "records[0].usage_end_time");
+    assert_error(
+        &err,
+        invalid,
+        "InvalidProperty",
+        "records[0].usage_end_time",
+    );
 
-    let err = ingestion.post_usage(PostUsageRequest { records: vec![] }).await.unwrap_err();
+    let err = ingestion
+        .post_usage(PostUsageRequest { records: vec![] })
+        .await
+        .unwrap_err();
     assert_error(&err, invalid, "InvalidProperty", "records");
 
-    let too_many = (0..10_001).map(|i| record(&format!("r{i}"), SUB_A, meters::BASE_VM_SIZE_HOURS, "vm1", "1", hour)).collect();
+    let too_many = (0..10_001)
+        .map(|i| {
+            record(
+                &format!("r{i}"),
+                SUB_A,
+                meters::BASE_VM_SIZE_HOURS,
+                "vm1",
+                "1",
+                hour,
+            )
+        })
+        .collect();
     let err = ingestion.post_usage(batch(too_many)).await.unwrap_err();
     assert_error(&err, invalid, "BatchTooLarge", "records");
 
     // None of it was stored.
-    let r = ingestion.post_usage(batch(vec![good()])).await.unwrap().into_inner();
+    let r = ingestion
+        .post_usage(batch(vec![good()]))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(r.accepted, 1);
     cluster.stop().await;
 }
@@ -76,34 +114,65 @@ async fn query_errors_name_the_field(backend: Backend) {
 
     let mut request = provider_request(hour - Duration::hours(2), hour, Hourly);
     request.aggregation_granularity = 7;
-    let err = provider.list_subscriber_usage_aggregates(request).await.unwrap_err();
-    assert_error(&err, invalid, "InvalidAggregationGranularity", "aggregation_granularity");
+    let err = provider
+        .list_subscriber_usage_aggregates(request)
+        .await
+        .unwrap_err();
+    assert_error(
+        &err,
+        invalid,
+        "InvalidAggregationGranularity",
+        "aggregation_granularity",
+    );
 
     let request = provider_request(hour - Duration::minutes(90), hour, Hourly);
-    let err = provider.list_subscriber_usage_aggregates(request).await.unwrap_err();
+    let err = provider
+        .list_subscriber_usage_aggregates(request)
+        .await
+        .unwrap_err();
     assert_error(&err, invalid, "InvalidTimeAlignment", "reported_start_time");
 
     let request = provider_request(hour, hour, Hourly);
-    let err = provider.list_subscriber_usage_aggregates(request).await.unwrap_err();
+    let err = provider
+        .list_subscriber_usage_aggregates(request)
+        .await
+        .unwrap_err();
     assert_error(&err, invalid, "InvalidTimeAlignment", "reported_end_time");
 
     let day = Granularity::Daily.bucket_start(cluster.now());
     let request = provider_request(day - Duration::days(1), day - Duration::hours(1), Daily);
-    let err = provider.list_subscriber_usage_aggregates(request).await.unwrap_err();
+    let err = provider
+        .list_subscriber_usage_aggregates(request)
+        .await
+        .unwrap_err();
     assert_error(&err, invalid, "InvalidTimeAlignment", "reported_end_time");
 
     let request = provider_request(hour - Duration::hours(1), hour + Duration::hours(1), Hourly);
-    let err = provider.list_subscriber_usage_aggregates(request).await.unwrap_err();
-    assert_error(&err, invalid, "RequestEndTimeIsInFuture", "reported_end_time");
+    let err = provider
+        .list_subscriber_usage_aggregates(request)
+        .await
+        .unwrap_err();
+    assert_error(
+        &err,
+        invalid,
+        "RequestEndTimeIsInFuture",
+        "reported_end_time",
+    );
 
     let mut request = provider_request(hour - Duration::hours(1), hour, Hourly);
     request.subscriber_id = "nope".into();
-    let err = provider.list_subscriber_usage_aggregates(request).await.unwrap_err();
+    let err = provider
+        .list_subscriber_usage_aggregates(request)
+        .await
+        .unwrap_err();
     assert_error(&err, invalid, "InvalidProperty", "subscriber_id");
 
     let mut request = provider_request(hour - Duration::hours(1), hour, Hourly);
     request.page_size = 1001;
-    let err = provider.list_subscriber_usage_aggregates(request).await.unwrap_err();
+    let err = provider
+        .list_subscriber_usage_aggregates(request)
+        .await
+        .unwrap_err();
     assert_error(&err, invalid, "InvalidProperty", "page_size");
 
     let err = cluster
@@ -123,39 +192,86 @@ async fn query_errors_name_the_field(backend: Backend) {
 async fn continuation_tokens_are_tamper_proof(backend: Backend) {
     let cluster = Cluster::start(backend, Topology::InProcess).await;
     let hour = Granularity::Hourly.bucket_start(cluster.now()) - Duration::hours(1);
-    let records = (0..5).map(|i| record(&format!("p{i}"), SUB_A, meters::BASE_VM_SIZE_HOURS, &format!("vm{i}"), "1", hour)).collect();
-    cluster.ingestion().post_usage(batch(records)).await.unwrap();
+    let records = (0..5)
+        .map(|i| {
+            record(
+                &format!("p{i}"),
+                SUB_A,
+                meters::BASE_VM_SIZE_HOURS,
+                &format!("vm{i}"),
+                "1",
+                hour,
+            )
+        })
+        .collect();
+    cluster
+        .ingestion()
+        .post_usage(batch(records))
+        .await
+        .unwrap();
     let end = hour + Duration::hours(2);
     cluster.settle_at(end).await;
     let mut request = provider_request(hour, end, Hourly);
     request.page_size = 2;
     let mut provider = cluster.provider();
-    let first = provider.list_subscriber_usage_aggregates(request.clone()).await.unwrap().into_inner();
+    let first = provider
+        .list_subscriber_usage_aggregates(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(first.usage_aggregates.len(), 2);
     let token = first.continuation_token.clone();
     assert!(!token.is_empty());
 
     let mut next = request.clone();
     next.continuation_token = token.clone();
-    let second = provider.list_subscriber_usage_aggregates(next.clone()).await.unwrap().into_inner();
+    let second = provider
+        .list_subscriber_usage_aggregates(next.clone())
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(second.usage_aggregates.len(), 2);
 
     let mut tampered = next.clone();
     let mut chars: Vec<char> = token.chars().collect();
     chars[5] = if chars[5] == 'A' { 'B' } else { 'A' };
     tampered.continuation_token = chars.into_iter().collect();
-    let err = provider.list_subscriber_usage_aggregates(tampered).await.unwrap_err();
-    assert_error(&err, tonic::Code::InvalidArgument, "InvalidContinuationToken", "continuation_token");
+    let err = provider
+        .list_subscriber_usage_aggregates(tampered)
+        .await
+        .unwrap_err();
+    assert_error(
+        &err,
+        tonic::Code::InvalidArgument,
+        "InvalidContinuationToken",
+        "continuation_token",
+    );
 
     let mut other_query = provider_request(hour - Duration::hours(1), end, Hourly);
     other_query.continuation_token = token.clone();
-    let err = provider.list_subscriber_usage_aggregates(other_query).await.unwrap_err();
-    assert_error(&err, tonic::Code::InvalidArgument, "InvalidContinuationToken", "continuation_token");
+    let err = provider
+        .list_subscriber_usage_aggregates(other_query)
+        .await
+        .unwrap_err();
+    assert_error(
+        &err,
+        tonic::Code::InvalidArgument,
+        "InvalidContinuationToken",
+        "continuation_token",
+    );
 
     let mut garbage = request.clone();
     garbage.continuation_token = "%%%".into();
-    let err = provider.list_subscriber_usage_aggregates(garbage).await.unwrap_err();
-    assert_error(&err, tonic::Code::InvalidArgument, "InvalidContinuationToken", "continuation_token");
+    let err = provider
+        .list_subscriber_usage_aggregates(garbage)
+        .await
+        .unwrap_err();
+    assert_error(
+        &err,
+        tonic::Code::InvalidArgument,
+        "InvalidContinuationToken",
+        "continuation_token",
+    );
     cluster.stop().await;
 }
 
@@ -164,19 +280,38 @@ async fn processing_not_complete_unless_allowed(backend: Backend) {
     let hour = Granularity::Hourly.bucket_start(cluster.now());
     cluster
         .ingestion()
-        .post_usage(batch(vec![record("n1", SUB_A, meters::BASE_VM_SIZE_HOURS, "vm1", "1", hour - Duration::hours(1))]))
+        .post_usage(batch(vec![record(
+            "n1",
+            SUB_A,
+            meters::BASE_VM_SIZE_HOURS,
+            "vm1",
+            "1",
+            hour - Duration::hours(1),
+        )]))
         .await
         .unwrap();
     // The clock moves on, but nothing folds: the window is past, yet not complete.
     cluster.clock.set(hour + Duration::hours(2));
     let mut provider = cluster.provider();
     let request = provider_request(hour, hour + Duration::hours(2), Hourly);
-    let err = provider.list_subscriber_usage_aggregates(request.clone()).await.unwrap_err();
-    assert_error(&err, tonic::Code::FailedPrecondition, "ProcessingNotComplete", "");
+    let err = provider
+        .list_subscriber_usage_aggregates(request.clone())
+        .await
+        .unwrap_err();
+    assert_error(
+        &err,
+        tonic::Code::FailedPrecondition,
+        "ProcessingNotComplete",
+        "",
+    );
 
     let mut allowed = request;
     allowed.allow_incomplete = true;
-    let page = provider.list_subscriber_usage_aggregates(allowed).await.unwrap().into_inner();
+    let page = provider
+        .list_subscriber_usage_aggregates(allowed)
+        .await
+        .unwrap()
+        .into_inner();
     assert!(page.usage_aggregates.is_empty(), "nothing is folded yet");
     assert!(page.complete_through.unwrap().seconds < (hour + Duration::hours(2)).timestamp());
     cluster.stop().await;

@@ -22,12 +22,27 @@ async fn duplicates_change_nothing(backend: Backend) {
     let first = vec![
         record("e1", SUB_A, meters::BASE_VM_SIZE_HOURS, "vm1", "2", hour),
         record("e2", SUB_A, meters::BASE_VM_SIZE_HOURS, "vm2", "3.5", hour),
-        record("e3", SUB_B, meters::BLOCK_BLOB_CAPACITY, "disk", "0.25", hour),
+        record(
+            "e3",
+            SUB_B,
+            meters::BLOCK_BLOB_CAPACITY,
+            "disk",
+            "0.25",
+            hour,
+        ),
     ];
     let mut ingestion = cluster.ingestion();
-    let r = ingestion.post_usage(batch(first.clone())).await.unwrap().into_inner();
+    let r = ingestion
+        .post_usage(batch(first.clone()))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!((r.accepted, r.duplicates), (3, 0));
-    let r = ingestion.post_usage(batch(first.clone())).await.unwrap().into_inner();
+    let r = ingestion
+        .post_usage(batch(first.clone()))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!((r.accepted, r.duplicates), (0, 3));
     // Old and new together; the same content spelled differently is still the same content.
     let mut respelled = first[0].clone();
@@ -39,7 +54,11 @@ async fn duplicates_change_nothing(backend: Backend) {
         record("e4", SUB_B, meters::BLOCK_BLOB_CAPACITY, "disk", "1", hour),
         record("e4", SUB_B, meters::BLOCK_BLOB_CAPACITY, "disk", "1", hour),
     ];
-    let r = ingestion.post_usage(batch(mixed)).await.unwrap().into_inner();
+    let r = ingestion
+        .post_usage(batch(mixed))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!((r.accepted, r.duplicates), (1, 3));
 
     let end = hour + Duration::hours(2);
@@ -47,7 +66,12 @@ async fn duplicates_change_nothing(backend: Backend) {
     let rows = provider_rows(&cluster, hour, end, AggregationGranularity::Hourly).await;
     let quantities: Vec<String> = rows.values().map(|q| q.to_string()).collect();
     assert_eq!(quantities, ["1.25", "2", "3.5"], "{rows:?}");
-    let status = cluster.admin().get_pipeline_status(GetPipelineStatusRequest {}).await.unwrap().into_inner();
+    let status = cluster
+        .admin()
+        .get_pipeline_status(GetPipelineStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!((status.records_stored, status.records_pending_fold), (4, 0));
     cluster.stop().await;
 }
@@ -56,8 +80,18 @@ async fn a_conflicting_event_id_fails_the_whole_batch(backend: Backend) {
     let cluster = Cluster::start(backend, Topology::InProcess).await;
     let hour = tally_core::Granularity::Hourly.bucket_start(cluster.now()) - Duration::hours(1);
     let mut ingestion = cluster.ingestion();
-    let stored = record("vm1-0900", SUB_A, meters::BASE_VM_SIZE_HOURS, "vm1", "2", hour);
-    ingestion.post_usage(batch(vec![stored.clone()])).await.unwrap();
+    let stored = record(
+        "vm1-0900",
+        SUB_A,
+        meters::BASE_VM_SIZE_HOURS,
+        "vm1",
+        "2",
+        hour,
+    );
+    ingestion
+        .post_usage(batch(vec![stored.clone()]))
+        .await
+        .unwrap();
 
     let mut changed = stored.clone();
     changed.quantity = "3".into();
@@ -75,7 +109,14 @@ async fn a_conflicting_event_id_fails_the_whole_batch(backend: Backend) {
 
     // Nothing of the failed batch was stored: its new record is new still.
     let r = ingestion
-        .post_usage(batch(vec![record("fresh", SUB_B, meters::BASE_VM_SIZE_HOURS, "vm9", "1", hour)]))
+        .post_usage(batch(vec![record(
+            "fresh",
+            SUB_B,
+            meters::BASE_VM_SIZE_HOURS,
+            "vm9",
+            "1",
+            hour,
+        )]))
         .await
         .unwrap()
         .into_inner();
@@ -95,7 +136,16 @@ async fn stream_usage_acknowledges_each_batch_in_order(backend: Backend) {
         .map(|n| {
             batch(
                 (0..n)
-                    .map(|i| record(&format!("s{n}-{i}"), SUB_A, meters::BASE_VM_SIZE_HOURS, &format!("vm{i}"), "1", hour))
+                    .map(|i| {
+                        record(
+                            &format!("s{n}-{i}"),
+                            SUB_A,
+                            meters::BASE_VM_SIZE_HOURS,
+                            &format!("vm{i}"),
+                            "1",
+                            hour,
+                        )
+                    })
                     .collect(),
             )
         })
@@ -120,7 +170,14 @@ async fn the_server_assigns_reported_time(backend: Backend) {
     let hour = tally_core::Granularity::Hourly.bucket_start(cluster.now()) - Duration::hours(1);
     let r = cluster
         .ingestion()
-        .post_usage(batch(vec![record("t1", SUB_A, meters::BASE_VM_SIZE_HOURS, "vm1", "1", hour)]))
+        .post_usage(batch(vec![record(
+            "t1",
+            SUB_A,
+            meters::BASE_VM_SIZE_HOURS,
+            "vm1",
+            "1",
+            hour,
+        )]))
         .await
         .unwrap()
         .into_inner();

@@ -27,8 +27,14 @@ pub fn row_id(row: &UsageAggregate) -> RowId {
     (
         row.subscription_id.clone(),
         row.meter_id.clone(),
-        row.instance_data.as_ref().map(|i| i.resource_uri.clone()).unwrap_or_default(),
-        row.usage_start_time.as_ref().map(|t| t.seconds).unwrap_or_default(),
+        row.instance_data
+            .as_ref()
+            .map(|i| i.resource_uri.clone())
+            .unwrap_or_default(),
+        row.usage_start_time
+            .as_ref()
+            .map(|t| t.seconds)
+            .unwrap_or_default(),
     )
 }
 
@@ -78,7 +84,10 @@ pub async fn provider_rows(
     for page in provider_pages(cluster, provider_request(start, end, granularity)).await {
         for row in page.usage_aggregates {
             let quantity = Quantity::parse(&row.quantity).expect("exact decimal");
-            assert!(rows.insert(row_id(&row), quantity).is_none(), "row returned twice: {row:?}");
+            assert!(
+                rows.insert(row_id(&row), quantity).is_none(),
+                "row returned twice: {row:?}"
+            );
         }
     }
     rows

@@ -24,15 +24,31 @@ async fn paging_returns_every_row_exactly_once_while_ingestion_goes_on(backend: 
     for i in 0..ROWS {
         let sub = if i % 2 == 0 { SUB_A } else { SUB_B };
         let quantity = format!("{}.{}", i, i % 10);
-        let r = record(&format!("row-{i}"), sub, meters::BASE_VM_SIZE_HOURS, &format!("vm{i:05}"), &quantity, hour - Duration::hours(1));
+        let r = record(
+            &format!("row-{i}"),
+            sub,
+            meters::BASE_VM_SIZE_HOURS,
+            &format!("vm{i:05}"),
+            &quantity,
+            hour - Duration::hours(1),
+        );
         expected.insert(
-            (sub.to_string(), meters::BASE_VM_SIZE_HOURS.to_string(), r.resource_uri.clone(), (hour - Duration::hours(1)).timestamp()),
+            (
+                sub.to_string(),
+                meters::BASE_VM_SIZE_HOURS.to_string(),
+                r.resource_uri.clone(),
+                (hour - Duration::hours(1)).timestamp(),
+            ),
             q(&quantity),
         );
         records.push(r);
     }
     for chunk in records.chunks(1_000) {
-        cluster.ingestion().post_usage(batch(chunk.to_vec())).await.unwrap();
+        cluster
+            .ingestion()
+            .post_usage(batch(chunk.to_vec()))
+            .await
+            .unwrap();
     }
     let window_end = hour + Duration::hours(1);
     cluster.settle_at(window_end + Duration::minutes(5)).await;
@@ -48,10 +64,21 @@ async fn paging_returns_every_row_exactly_once_while_ingestion_goes_on(backend: 
                 let records = (0..200)
                     .map(|i| {
                         let k = n * 200 + i;
-                        record(&format!("more-{k}"), SUB_A, meters::BASE_VM_SIZE_HOURS, &format!("vm{:05}", k % 5_000), "1", hour)
+                        record(
+                            &format!("more-{k}"),
+                            SUB_A,
+                            meters::BASE_VM_SIZE_HOURS,
+                            &format!("vm{:05}", k % 5_000),
+                            "1",
+                            hour,
+                        )
                     })
                     .collect();
-                cluster.ingestion().post_usage(batch(records)).await.unwrap();
+                cluster
+                    .ingestion()
+                    .post_usage(batch(records))
+                    .await
+                    .unwrap();
                 n += 1;
             }
             n
@@ -62,11 +89,19 @@ async fn paging_returns_every_row_exactly_once_while_ingestion_goes_on(backend: 
     let mut seen: BTreeMap<RowId, Quantity> = BTreeMap::new();
     let mut pages = 0;
     loop {
-        let page = cluster.provider().list_subscriber_usage_aggregates(request.clone()).await.unwrap().into_inner();
+        let page = cluster
+            .provider()
+            .list_subscriber_usage_aggregates(request.clone())
+            .await
+            .unwrap()
+            .into_inner();
         pages += 1;
         assert!(page.usage_aggregates.len() <= 1_000);
         for row in &page.usage_aggregates {
-            assert!(seen.insert(row_id(row), q(&row.quantity)).is_none(), "row returned twice: {row:?}");
+            assert!(
+                seen.insert(row_id(row), q(&row.quantity)).is_none(),
+                "row returned twice: {row:?}"
+            );
         }
         if page.continuation_token.is_empty() {
             break;
@@ -80,5 +115,9 @@ async fn paging_returns_every_row_exactly_once_while_ingestion_goes_on(backend: 
     assert_eq!(pages, 4);
     assert_eq!(seen.len(), ROWS);
     assert_eq!(seen, expected);
-    Arc::try_unwrap(cluster).ok().expect("sole owner").stop().await;
+    Arc::try_unwrap(cluster)
+        .ok()
+        .expect("sole owner")
+        .stop()
+        .await;
 }

@@ -5,8 +5,8 @@ use tally_contract_tests::records::{SUB_A, SUB_B, batch, meters, record};
 use tally_contract_tests::{Backend, Cluster, Topology, on_both_backends};
 use tally_core::{Granularity, Quantity};
 use tally_proto::status;
-use tally_proto::usage::v1::{GetPipelineStatusRequest, PostUsageRequest};
 use tally_proto::usage::v1::AggregationGranularity::Hourly;
+use tally_proto::usage::v1::{GetPipelineStatusRequest, PostUsageRequest};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -27,7 +27,14 @@ async fn killing_the_aggregator_mid_stream_loses_and_double_counts_nothing(backe
                 (0..PER_BATCH)
                     .map(|i| {
                         let sub = if i % 3 == 0 { SUB_B } else { SUB_A };
-                        record(&format!("b{b}-r{i}"), sub, meters::BASE_VM_SIZE_HOURS, &format!("vm{}", i % 40), "0.25", hour)
+                        record(
+                            &format!("b{b}-r{i}"),
+                            sub,
+                            meters::BASE_VM_SIZE_HOURS,
+                            &format!("vm{}", i % 40),
+                            "0.25",
+                            hour,
+                        )
                     })
                     .collect(),
             )
@@ -49,7 +56,11 @@ async fn killing_the_aggregator_mid_stream_loses_and_double_counts_nothing(backe
                 }
             }
         });
-        let mut responses = match cluster.ingestion().stream_usage(ReceiverStream::new(rx)).await {
+        let mut responses = match cluster
+            .ingestion()
+            .stream_usage(ReceiverStream::new(rx))
+            .await
+        {
             Ok(r) => r.into_inner(),
             Err(e) => panic!("stream refused: {e:?}"),
         };
@@ -84,7 +95,12 @@ async fn killing_the_aggregator_mid_stream_loses_and_double_counts_nothing(backe
 
     let end = hour + Duration::hours(2);
     cluster.settle_at(end).await;
-    let status = cluster.admin().get_pipeline_status(GetPipelineStatusRequest {}).await.unwrap().into_inner();
+    let status = cluster
+        .admin()
+        .get_pipeline_status(GetPipelineStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(status.records_stored, (BATCHES * PER_BATCH) as u64);
     let rows = provider_rows(&cluster, hour, end, Hourly).await;
     assert_eq!(rows.len(), 80);

@@ -10,22 +10,47 @@ use tally_proto::status;
 use tally_proto::usage::v1::{CreateMeterRequest, ListMetersRequest, Meter};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+use tonic_reflection::pb::v1::ServerReflectionRequest;
 use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-use tonic_reflection::pb::v1::ServerReflectionRequest;
 
 on_both_backends!(meters_are_listed_and_custom_meters_accepted);
 
 async fn meters_are_listed_and_custom_meters_accepted(backend: Backend) {
     let cluster = Cluster::start(backend, Topology::InProcess).await;
     let mut admin = cluster.admin();
-    let current = admin.list_meters(ListMetersRequest { include_deprecated: false }).await.unwrap().into_inner().meters;
-    let all = admin.list_meters(ListMetersRequest { include_deprecated: true }).await.unwrap().into_inner().meters;
+    let current = admin
+        .list_meters(ListMetersRequest {
+            include_deprecated: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .meters;
+    let all = admin
+        .list_meters(ListMetersRequest {
+            include_deprecated: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .meters;
     assert_eq!(all.len(), tally_core::meter::built_in_meters().len());
     assert!(current.len() < all.len() && current.iter().all(|m| !m.deprecated));
-    let vm = all.iter().find(|m| m.meter_id == tally_core::meter::well_known::BASE_VM_SIZE_HOURS).unwrap();
-    assert_eq!((vm.name.as_str(), vm.unit.as_str(), vm.resource_provider.as_str(), vm.chargeable), ("Base VM Size Hours", "virtual core hours", "Compute", true));
+    let vm = all
+        .iter()
+        .find(|m| m.meter_id == tally_core::meter::well_known::BASE_VM_SIZE_HOURS)
+        .unwrap();
+    assert_eq!(
+        (
+            vm.name.as_str(),
+            vm.unit.as_str(),
+            vm.resource_provider.as_str(),
+            vm.chargeable
+        ),
+        ("Base VM Size Hours", "virtual core hours", "Compute", true)
+    );
 
     let custom = Meter {
         name: "Custom Worker Tier Small".into(),
@@ -34,13 +59,34 @@ async fn meters_are_listed_and_custom_meters_accepted(backend: Backend) {
         chargeable: false,
         ..Default::default()
     };
-    let created = admin.create_meter(CreateMeterRequest { meter: Some(custom.clone()) }).await.unwrap().into_inner();
-    assert_eq!(created.meter_id, tally_core::meter::custom_meter_id("App Service", "Custom Worker Tier Small").hyphenated().to_string());
-    let err = admin.create_meter(CreateMeterRequest { meter: Some(custom) }).await.unwrap_err();
+    let created = admin
+        .create_meter(CreateMeterRequest {
+            meter: Some(custom.clone()),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        created.meter_id,
+        tally_core::meter::custom_meter_id("App Service", "Custom Worker Tier Small")
+            .hyphenated()
+            .to_string()
+    );
+    let err = admin
+        .create_meter(CreateMeterRequest {
+            meter: Some(custom),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::AlreadyExists);
     assert_eq!(status::reason(&err).as_deref(), Some("MeterAlreadyExists"));
     let err = admin
-        .create_meter(CreateMeterRequest { meter: Some(Meter { name: "x".into(), ..Default::default() }) })
+        .create_meter(CreateMeterRequest {
+            meter: Some(Meter {
+                name: "x".into(),
+                ..Default::default()
+            }),
+        })
         .await
         .unwrap_err();
     assert_eq!(status::fields(&err), ["meter.unit"]);
@@ -48,7 +94,14 @@ async fn meters_are_listed_and_custom_meters_accepted(backend: Backend) {
     let hour = Granularity::Hourly.bucket_start(cluster.now()) - Duration::hours(1);
     let r = cluster
         .ingestion()
-        .post_usage(batch(vec![record("w1", SUB_A, &created.meter_id.to_uppercase(), "site1", "1", hour)]))
+        .post_usage(batch(vec![record(
+            "w1",
+            SUB_A,
+            &created.meter_id.to_uppercase(),
+            "site1",
+            "1",
+            hour,
+        )]))
         .await
         .unwrap()
         .into_inner();
@@ -60,8 +113,21 @@ async fn meters_are_listed_and_custom_meters_accepted(backend: Backend) {
 async fn the_gateway_serves_health_and_reflection() {
     let cluster = Cluster::start(Backend::Sqlite, Topology::Remote).await;
     let mut health = HealthClient::new(cluster.channel());
-    for service in ["", "tally.usage.v1.UsageIngestion", "tally.usage.v1.ProviderUsage", "tally.usage.v1.TenantUsage", "tally.usage.v1.UsageAdmin"] {
-        let status = health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner().status;
+    for service in [
+        "",
+        "tally.usage.v1.UsageIngestion",
+        "tally.usage.v1.ProviderUsage",
+        "tally.usage.v1.TenantUsage",
+        "tally.usage.v1.UsageAdmin",
+    ] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
         assert_eq!(status, ServingStatus::Serving as i32, "{service:?}");
     }
     let services = list_services(cluster.channel()).await;
@@ -73,7 +139,10 @@ async fn the_gateway_serves_health_and_reflection() {
         "grpc.health.v1.Health",
         "grpc.reflection.v1.ServerReflection",
     ] {
-        assert!(services.contains(expected), "{expected} not in {services:?}");
+        assert!(
+            services.contains(expected),
+            "{expected} not in {services:?}"
+        );
     }
     cluster.stop().await;
 }
@@ -90,7 +159,9 @@ async fn list_services(channel: tonic::transport::Channel) -> BTreeSet<String> {
         .into_inner();
     let response = responses.message().await.unwrap().unwrap();
     match response.message_response {
-        Some(MessageResponse::ListServicesResponse(list)) => list.service.into_iter().map(|s| s.name).collect(),
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            list.service.into_iter().map(|s| s.name).collect()
+        }
         other => panic!("unexpected reflection response {other:?}"),
     }
 }

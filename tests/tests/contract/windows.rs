@@ -30,7 +30,10 @@ async fn daily_and_hourly_agree(cluster: Cluster) {
     let day = Granularity::Daily.bucket_start(cluster.now());
     let mut ingestion = cluster.ingestion();
     // Two reporting rounds, so rows span several reported hours too.
-    for (round, report_at) in [day + Duration::hours(10), day + Duration::hours(15)].into_iter().enumerate() {
+    for (round, report_at) in [day + Duration::hours(10), day + Duration::hours(15)]
+        .into_iter()
+        .enumerate()
+    {
         cluster.clock.set(report_at + Duration::minutes(7));
         let mut records = Vec::new();
         for hour in 0..report_at.signed_duration_since(day).num_hours() {
@@ -40,7 +43,14 @@ async fn daily_and_hourly_agree(cluster: Cluster) {
                 (SUB_B, meters::BASE_VM_SIZE_HOURS, "vm2"),
             ] {
                 let quantity = format!("{}.{:02}3", hour + 1, round * 7 + 1);
-                records.push(record(&format!("{round}-{sub}-{meter}-{hour}"), sub, meter, resource, &quantity, day + Duration::hours(hour)));
+                records.push(record(
+                    &format!("{round}-{sub}-{meter}-{hour}"),
+                    sub,
+                    meter,
+                    resource,
+                    &quantity,
+                    day + Duration::hours(hour),
+                ));
             }
         }
         ingestion.post_usage(batch(records)).await.unwrap();
@@ -53,7 +63,9 @@ async fn daily_and_hourly_agree(cluster: Cluster) {
     let mut summed: BTreeMap<RowId, Quantity> = BTreeMap::new();
     for ((sub, meter, resource, start), quantity) in &hourly {
         let day_start = Granularity::Daily.bucket_of(*start);
-        *summed.entry((sub.clone(), meter.clone(), resource.clone(), day_start)).or_default() += *quantity;
+        *summed
+            .entry((sub.clone(), meter.clone(), resource.clone(), day_start))
+            .or_default() += *quantity;
     }
     assert_eq!(daily, summed);
     // And each figure is what was posted: hours 0..10 twice plus hours 10..15 once.
@@ -75,31 +87,60 @@ async fn a_late_record_appears_in_the_later_window_only(backend: Backend) {
     let day = Granularity::Daily.bucket_start(cluster.now());
     let nine = day + Duration::hours(9);
     let mut ingestion = cluster.ingestion();
-    cluster.clock.set(day + Duration::hours(10) + Duration::minutes(30));
+    cluster
+        .clock
+        .set(day + Duration::hours(10) + Duration::minutes(30));
     ingestion
-        .post_usage(batch(vec![record("on-time", SUB_A, meters::BASE_VM_SIZE_HOURS, "vm1", "4", nine)]))
+        .post_usage(batch(vec![record(
+            "on-time",
+            SUB_A,
+            meters::BASE_VM_SIZE_HOURS,
+            "vm1",
+            "4",
+            nine,
+        )]))
         .await
         .unwrap();
-    cluster.clock.set(day + Duration::hours(12) + Duration::minutes(10));
+    cluster
+        .clock
+        .set(day + Duration::hours(12) + Duration::minutes(10));
     ingestion
-        .post_usage(batch(vec![record("late", SUB_A, meters::BASE_VM_SIZE_HOURS, "vm1", "0.5", nine)]))
+        .post_usage(batch(vec![record(
+            "late",
+            SUB_A,
+            meters::BASE_VM_SIZE_HOURS,
+            "vm1",
+            "0.5",
+            nine,
+        )]))
         .await
         .unwrap();
     cluster.settle_at(day + Duration::hours(13)).await;
 
     let window = |from: i64, to: i64| (day + Duration::hours(from), day + Duration::hours(to));
     let only = |rows: BTreeMap<RowId, Quantity>| -> Vec<(i64, String)> {
-        rows.into_iter().map(|((_, _, _, start), q)| (start, q.to_string())).collect()
+        rows.into_iter()
+            .map(|((_, _, _, start), q)| (start, q.to_string()))
+            .collect()
     };
     let nine_s = nine.timestamp();
     let (s, e) = window(10, 11);
-    assert_eq!(only(provider_rows(&cluster, s, e, Hourly).await), [(nine_s, "4".to_string())]);
+    assert_eq!(
+        only(provider_rows(&cluster, s, e, Hourly).await),
+        [(nine_s, "4".to_string())]
+    );
     let (s, e) = window(11, 12);
     assert!(provider_rows(&cluster, s, e, Hourly).await.is_empty());
     let (s, e) = window(12, 13);
-    assert_eq!(only(provider_rows(&cluster, s, e, Hourly).await), [(nine_s, "0.5".to_string())]);
+    assert_eq!(
+        only(provider_rows(&cluster, s, e, Hourly).await),
+        [(nine_s, "0.5".to_string())]
+    );
     let (s, e) = window(10, 13);
-    assert_eq!(only(provider_rows(&cluster, s, e, Hourly).await), [(nine_s, "4.5".to_string())]);
+    assert_eq!(
+        only(provider_rows(&cluster, s, e, Hourly).await),
+        [(nine_s, "4.5".to_string())]
+    );
     cluster.stop().await;
 }
 
@@ -108,13 +149,23 @@ async fn a_closed_window_never_changes(backend: Backend) {
     let day = Granularity::Daily.bucket_start(cluster.now());
     let mut ingestion = cluster.ingestion();
     let records: Vec<_> = (0..10)
-        .map(|h| record(&format!("a{h}"), SUB_A, meters::BASE_VM_SIZE_HOURS, "vm1", "1.5", day + Duration::hours(h)))
+        .map(|h| {
+            record(
+                &format!("a{h}"),
+                SUB_A,
+                meters::BASE_VM_SIZE_HOURS,
+                "vm1",
+                "1.5",
+                day + Duration::hours(h),
+            )
+        })
         .collect();
     ingestion.post_usage(batch(records)).await.unwrap();
     let next_day = day + Duration::days(1);
     cluster.settle_at(next_day).await;
 
-    let hourly_request = provider_request(day + Duration::hours(10), day + Duration::hours(11), Hourly);
+    let hourly_request =
+        provider_request(day + Duration::hours(10), day + Duration::hours(11), Hourly);
     let daily_request = provider_request(day, next_day, Daily);
     let before = (
         provider_pages(&cluster, hourly_request.clone()).await,
@@ -126,7 +177,16 @@ async fn a_closed_window_never_changes(backend: Backend) {
     // More usage of the same hours arrives after the window closed.
     cluster.clock.set(next_day + Duration::minutes(20));
     let late: Vec<_> = (0..10)
-        .map(|h| record(&format!("b{h}"), SUB_A, meters::BASE_VM_SIZE_HOURS, "vm1", "2", day + Duration::hours(h)))
+        .map(|h| {
+            record(
+                &format!("b{h}"),
+                SUB_A,
+                meters::BASE_VM_SIZE_HOURS,
+                "vm1",
+                "2",
+                day + Duration::hours(h),
+            )
+        })
         .collect();
     ingestion.post_usage(batch(late)).await.unwrap();
     cluster.settle_at(next_day + Duration::hours(2)).await;
@@ -136,7 +196,10 @@ async fn a_closed_window_never_changes(backend: Backend) {
         provider_pages(&cluster, daily_request).await,
     );
     let strip = |pages: &[tally_proto::usage::v1::ListUsageAggregatesResponse]| -> Vec<_> {
-        pages.iter().map(|p| (p.usage_aggregates.clone(), p.continuation_token.clone())).collect::<Vec<_>>()
+        pages
+            .iter()
+            .map(|p| (p.usage_aggregates.clone(), p.continuation_token.clone()))
+            .collect::<Vec<_>>()
     };
     assert_eq!(strip(&before.0), strip(&after.0));
     assert_eq!(strip(&before.1), strip(&after.1));
@@ -148,7 +211,14 @@ async fn a_closed_window_never_changes(backend: Backend) {
     let rows = &pages[0].usage_aggregates;
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].quantity, "20");
-    assert_eq!(rows[0].usage_start_time.as_ref().unwrap().seconds, day.timestamp());
-    assert_eq!(Utc.timestamp_opt(pages[0].complete_through.as_ref().unwrap().seconds, 0).unwrap(), next_day + Duration::hours(2));
+    assert_eq!(
+        rows[0].usage_start_time.as_ref().unwrap().seconds,
+        day.timestamp()
+    );
+    assert_eq!(
+        Utc.timestamp_opt(pages[0].complete_through.as_ref().unwrap().seconds, 0)
+            .unwrap(),
+        next_day + Duration::hours(2)
+    );
     cluster.stop().await;
 }

@@ -36,13 +36,23 @@ type Cell = (i64, i32, i32, i64, i64);
 impl UsageStore {
     /// Folds unfolded batches (up to about `max_records` records) and advances
     /// `complete_through` to `now` if nothing reported before it remains unfolded.
-    pub async fn fold(&self, now: DateTime<Utc>, max_records: u64) -> Result<FoldOutcome, StoreError> {
+    pub async fn fold(
+        &self,
+        now: DateTime<Utc>,
+        max_records: u64,
+    ) -> Result<FoldOutcome, StoreError> {
         self.publish_horizon(now).await?;
         let backend = self.db.db_backend();
         let txn = self.db.writer().begin().await?;
         if self.db.backend() == Backend::Postgres {
             let locked: bool = txn
-                .query_one_raw(Sql::new(backend, &format!("SELECT pg_try_advisory_xact_lock({FOLD_LOCK})")).build())
+                .query_one_raw(
+                    Sql::new(
+                        backend,
+                        &format!("SELECT pg_try_advisory_xact_lock({FOLD_LOCK})"),
+                    )
+                    .build(),
+                )
                 .await?
                 .map(|r| r.try_get_by_index(0))
                 .transpose()?
@@ -141,7 +151,11 @@ impl UsageStore {
         }
         let oldest_unfolded: Option<i64> = txn
             .query_one_raw(
-                Sql::new(backend, "SELECT MIN(reported_at) FROM usage_batch WHERE folded = FALSE").build(),
+                Sql::new(
+                    backend,
+                    "SELECT MIN(reported_at) FROM usage_batch WHERE folded = FALSE",
+                )
+                .build(),
             )
             .await?
             .and_then(|r| r.try_get_by_index::<Option<i64>>(0).ok().flatten());
@@ -228,9 +242,8 @@ async fn upsert(
             if i > 0 {
                 insert.push(", ");
             }
-            let units = i64::try_from(quantity.units()).map_err(|_| {
-                StoreError::Corrupt("an aggregate exceeds 9.2e18 units".into())
-            })?;
+            let units = i64::try_from(quantity.units())
+                .map_err(|_| StoreError::Corrupt("an aggregate exceeds 9.2e18 units".into()))?;
             insert.bind_tuple([
                 Value::BigInt(Some(cell.0)),
                 Value::Int(Some(cell.1)),
@@ -258,7 +271,10 @@ mod tests {
 
     #[test]
     fn runs_of_consecutive_ids() {
-        assert_eq!(runs([1, 2, 3, 7, 9, 10].into_iter()), vec![(1, 3), (7, 7), (9, 10)]);
+        assert_eq!(
+            runs([1, 2, 3, 7, 9, 10].into_iter()),
+            vec![(1, 3), (7, 7), (9, 10)]
+        );
         assert!(runs(std::iter::empty()).is_empty());
     }
 }

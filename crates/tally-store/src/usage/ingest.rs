@@ -66,9 +66,9 @@ impl UsageStore {
             let mut keys = HashMap::new();
             for row in &rows {
                 let id = row.record.meter_id;
-                let (key, _) = dictionary
-                    .meter(&id)
-                    .ok_or_else(|| StoreError::Corrupt(format!("meter {id} is not in the catalog")))?;
+                let (key, _) = dictionary.meter(&id).ok_or_else(|| {
+                    StoreError::Corrupt(format!("meter {id} is not in the catalog"))
+                })?;
                 keys.insert(id, *key);
             }
             keys
@@ -77,11 +77,15 @@ impl UsageStore {
         let backend = self.db.db_backend();
         let txn = self.db.writer().begin().await?;
         if self.db.backend() == Backend::Postgres {
-            txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock_shared({INGEST_LOCK})"))
-                .await?;
+            txn.execute_unprepared(&format!(
+                "SELECT pg_advisory_xact_lock_shared({INGEST_LOCK})"
+            ))
+            .await?;
         }
         let horizon: i64 = txn
-            .query_one_raw(Sql::new(backend, "SELECT horizon FROM usage_pipeline WHERE id = 1").build())
+            .query_one_raw(
+                Sql::new(backend, "SELECT horizon FROM usage_pipeline WHERE id = 1").build(),
+            )
             .await?
             .ok_or_else(|| StoreError::Corrupt("usage_pipeline has no row".into()))?
             .try_get_by_index(0)?;
@@ -142,7 +146,9 @@ impl UsageStore {
         let skipped: Vec<&RecordRow<'_>> = rows
             .iter()
             .enumerate()
-            .filter(|(ordinal, _)| !inserted.contains(&(batch_id << ORDINAL_BITS | *ordinal as i64)))
+            .filter(|(ordinal, _)| {
+                !inserted.contains(&(batch_id << ORDINAL_BITS | *ordinal as i64))
+            })
             .map(|(_, row)| row)
             .collect();
         if !skipped.is_empty() {
@@ -162,7 +168,10 @@ impl UsageStore {
         }
         if duplicates > 0 {
             let mut update = Sql::new(backend, "UPDATE usage_batch SET record_count = ");
-            update.bind(accepted as i32).push(" WHERE id = ").bind(batch_id);
+            update
+                .bind(accepted as i32)
+                .push(" WHERE id = ")
+                .bind(batch_id);
             txn.execute_raw(update.build()).await?;
         }
         txn.commit().await?;
@@ -206,7 +215,10 @@ impl UsageStore {
         missing.sort_unstable();
         let backend = txn.get_database_backend();
         for chunk in missing.chunks(DICTIONARY_ROWS_PER_STATEMENT) {
-            let mut insert = Sql::new(backend, "INSERT INTO usage_subscription (subscription_id) VALUES ");
+            let mut insert = Sql::new(
+                backend,
+                "INSERT INTO usage_subscription (subscription_id) VALUES ",
+            );
             let mut select = Sql::new(
                 backend,
                 "SELECT key, subscription_id FROM usage_subscription WHERE subscription_id IN ",
@@ -217,7 +229,11 @@ impl UsageStore {
                 }
                 insert.bind_tuple([Value::from(id.hyphenated().to_string())]);
             }
-            select.bind_tuple(chunk.iter().map(|id| Value::from(id.hyphenated().to_string())));
+            select.bind_tuple(
+                chunk
+                    .iter()
+                    .map(|id| Value::from(id.hyphenated().to_string())),
+            );
             insert.push(" ON CONFLICT (subscription_id) DO NOTHING");
             txn.execute_raw(insert.build()).await?;
             for row in txn.query_all_raw(select.build()).await? {
@@ -228,7 +244,9 @@ impl UsageStore {
             }
         }
         if keys.values().any(|k| *k < 0) {
-            return Err(StoreError::Corrupt("a subscription was not interned".into()));
+            return Err(StoreError::Corrupt(
+                "a subscription was not interned".into(),
+            ));
         }
         Ok(keys)
     }
@@ -286,9 +304,9 @@ impl UsageStore {
             txn.execute_raw(insert.build()).await?;
             for row in txn.query_all_raw(select.build()).await? {
                 let fingerprint: Vec<u8> = row.try_get_by_index(1)?;
-                let fingerprint: [u8; 16] = fingerprint
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("instance fingerprint is not 16 bytes".into()))?;
+                let fingerprint: [u8; 16] = fingerprint.try_into().map_err(|_| {
+                    StoreError::Corrupt("instance fingerprint is not 16 bytes".into())
+                })?;
                 keys.insert(fingerprint, row.try_get_by_index(0)?);
             }
         }
@@ -309,7 +327,11 @@ async fn check_duplicates(
             backend,
             "SELECT event_key, content_hash FROM usage_record WHERE event_key IN ",
         );
-        select.bind_tuple(chunk.iter().map(|r| Value::Bytes(Some(r.event_key.to_vec()))));
+        select.bind_tuple(
+            chunk
+                .iter()
+                .map(|r| Value::Bytes(Some(r.event_key.to_vec()))),
+        );
         for row in txn.query_all_raw(select.build()).await? {
             let key: Vec<u8> = row.try_get_by_index(0)?;
             let key: [u8; 16] = key

@@ -91,43 +91,45 @@ impl UsageStore {
         secret.extend_from_slice(Uuid::new_v4().as_bytes());
         let backend = self.db.db_backend();
         let mut set = Sql::new(backend, "UPDATE usage_pipeline SET token_secret = ");
-        set.bind(secret).push(" WHERE id = 1 AND token_secret IS NULL");
+        set.bind(secret)
+            .push(" WHERE id = 1 AND token_secret IS NULL");
         self.db.writer().execute_raw(set.build()).await?;
         let row = self
             .db
             .writer()
-            .query_one_raw(Sql::new(backend, "SELECT token_secret FROM usage_pipeline WHERE id = 1").build())
+            .query_one_raw(
+                Sql::new(
+                    backend,
+                    "SELECT token_secret FROM usage_pipeline WHERE id = 1",
+                )
+                .build(),
+            )
             .await?
             .ok_or_else(|| StoreError::Corrupt("usage_pipeline has no row".into()))?;
         Ok(row.try_get_by_index::<Vec<u8>>(0)?)
     }
 
-    /// Pipeline counters for GetPipelineStatus.
+    /// Pipeline counters for GetPipelineStatus, read in one statement so that they come from one
+    /// snapshot (a fold commits between two separate reads).
     pub async fn pipeline_counts(&self) -> Result<PipelineCounts, StoreError> {
-        let backend = self.db.db_backend();
-        let reader = self.db.reader();
-        let state = reader
-            .query_one_raw(
-                Sql::new(backend, "SELECT complete_through, records_folded FROM usage_pipeline WHERE id = 1")
-                    .build(),
-            )
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("usage_pipeline has no row".into()))?;
-        let pending = reader
+        let row = self
+            .db
+            .reader()
             .query_one_raw(
                 Sql::new(
-                    backend,
-                    "SELECT CAST(COALESCE(SUM(record_count), 0) AS BIGINT) FROM usage_batch WHERE folded = FALSE",
+                    self.db.db_backend(),
+                    "SELECT complete_through, records_folded, \
+                     (SELECT CAST(COALESCE(SUM(record_count), 0) AS BIGINT) FROM usage_batch WHERE folded = FALSE) \
+                     FROM usage_pipeline WHERE id = 1",
                 )
                 .build(),
             )
             .await?
-            .map(|r| r.try_get_by_index::<i64>(0))
-            .transpose()?
-            .unwrap_or(0);
-        let folded: i64 = state.try_get_by_index(1)?;
+            .ok_or_else(|| StoreError::Corrupt("usage_pipeline has no row".into()))?;
+        let folded: i64 = row.try_get_by_index(1)?;
+        let pending: i64 = row.try_get_by_index(2)?;
         Ok(PipelineCounts {
-            complete_through: micros_to_utc(state.try_get_by_index(0)?),
+            complete_through: micros_to_utc(row.try_get_by_index(0)?),
             records_stored: (folded + pending) as u64,
             records_pending_fold: pending as u64,
         })
@@ -166,7 +168,12 @@ impl UsageStore {
         insert
             .bind_tuple(meter_values(meter, false))
             .push(" ON CONFLICT (meter_id) DO NOTHING");
-        let inserted = self.db.writer().execute_raw(insert.build()).await?.rows_affected();
+        let inserted = self
+            .db
+            .writer()
+            .execute_raw(insert.build())
+            .await?
+            .rows_affected();
         self.reload_meters().await?;
         Ok((inserted == 1).then(|| meter.clone()))
     }

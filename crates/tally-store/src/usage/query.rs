@@ -83,7 +83,11 @@ impl UsageStore {
     }
 
     /// One page of rows of `request`'s reported window, in key order.
-    pub async fn page(&self, request: &PageRequest, progress: &Progress) -> Result<Page, StoreError> {
+    pub async fn page(
+        &self,
+        request: &PageRequest,
+        progress: &Progress,
+    ) -> Result<Page, StoreError> {
         let (table, lateness) = match request.granularity {
             Granularity::Hourly => ("usage_hourly", progress.max_lateness_hourly),
             Granularity::Daily => ("usage_daily", progress.max_lateness_daily),
@@ -166,7 +170,9 @@ impl UsageStore {
             let meter_id = self
                 .read_dictionary()
                 .meter_id(key.meter_key as i32)
-                .ok_or_else(|| StoreError::Corrupt(format!("meter key {} is unknown", key.meter_key)))?;
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("meter key {} is unknown", key.meter_key))
+                })?;
             rows.push(AggregateRow {
                 key,
                 subscription_id: subscription_ids[&(key.subscription_key as i32)],
@@ -174,10 +180,9 @@ impl UsageStore {
                 usage_start: seconds(key.usage_bucket),
                 usage_end: seconds(key.usage_bucket + step),
                 quantity,
-                instance: instances
-                    .get(&key.instance_key)
-                    .cloned()
-                    .ok_or_else(|| StoreError::Corrupt(format!("instance {} is unknown", key.instance_key)))?,
+                instance: instances.get(&key.instance_key).cloned().ok_or_else(|| {
+                    StoreError::Corrupt(format!("instance {} is unknown", key.instance_key))
+                })?,
             });
         }
         Ok(Page { rows, more })
@@ -201,7 +206,11 @@ impl UsageStore {
                 self.db.db_backend(),
                 "SELECT key, subscription_id FROM usage_subscription WHERE subscription_id IN ",
             );
-            select.bind_tuple(missing.iter().map(|id| Value::from(id.hyphenated().to_string())));
+            select.bind_tuple(
+                missing
+                    .iter()
+                    .map(|id| Value::from(id.hyphenated().to_string())),
+            );
             let mut dictionary_updates = Vec::new();
             for row in self.db.reader().query_all_raw(select.build()).await? {
                 let key: i32 = row.try_get_by_index(0)?;
@@ -256,7 +265,9 @@ impl UsageStore {
             }
         }
         if let Some(key) = missing.iter().find(|k| !ids.contains_key(k)) {
-            return Err(StoreError::Corrupt(format!("subscription key {key} is unknown")));
+            return Err(StoreError::Corrupt(format!(
+                "subscription key {key} is unknown"
+            )));
         }
         Ok(ids)
     }
@@ -298,5 +309,6 @@ fn seconds(unix: i64) -> DateTime<Utc> {
 }
 
 fn from_json(text: &str) -> Result<BTreeMap<String, String>, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("stored map is not JSON: {e}")))
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Corrupt(format!("stored map is not JSON: {e}")))
 }

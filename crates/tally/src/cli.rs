@@ -1,0 +1,139 @@
+//! The command line, as the contract fixes it. Flags may grow; these stay.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tally",
+    version,
+    about = "Usage metering, aggregation and chargeback for private clouds"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Every service in one process; the gateway (gRPC) on --listen.
+    Serve(ServeArgs),
+    /// `serve`, plus simulated resource providers posting usage.
+    Demo(ServeArgs),
+    /// The gateway alone.
+    Gateway(GatewayArgs),
+    /// The aggregator (usage service) alone.
+    Aggregator(AggregatorArgs),
+    /// The registration service alone.
+    Registration(RegistrationArgs),
+    /// Applies every service's schema migrations, then exits (serve also does this on start).
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    /// Folder of the embedded SQLite databases.
+    #[arg(long, env = "TALLY_DATA_DIR", default_value = "./tally-data")]
+    pub data_dir: PathBuf,
+    /// A PostgreSQL URL to migrate instead of SQLite.
+    #[arg(long, env = "TALLY_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Where the gateway listens.
+    #[arg(long, env = "TALLY_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// Folder of the embedded SQLite databases (created if missing).
+    #[arg(long, env = "TALLY_DATA_DIR", default_value = "./tally-data")]
+    pub data_dir: PathBuf,
+    /// A PostgreSQL URL to use instead of SQLite (postgres://user@host/db).
+    #[arg(long, env = "TALLY_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// How often the aggregator folds new records, in milliseconds.
+    #[arg(long, env = "TALLY_FOLD_INTERVAL_MS", default_value_t = 250)]
+    pub fold_interval_ms: u64,
+}
+
+impl ServeArgs {
+    /// The database URL of `service` (`usage` or `registration`).
+    pub fn database_url(&self, service: &str) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join(format!("{service}.db")).display()
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "tally-gateway", version, about = "Tally's gateway alone")]
+pub struct GatewayArgs {
+    #[arg(long, env = "TALLY_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// The aggregator's gRPC address.
+    #[arg(
+        long,
+        env = "TALLY_AGGREGATOR_URL",
+        default_value = "http://127.0.0.1:50052"
+    )]
+    pub aggregator_url: String,
+    /// The registration service's gRPC address.
+    #[arg(
+        long,
+        env = "TALLY_REGISTRATION_URL",
+        default_value = "http://127.0.0.1:50053"
+    )]
+    pub registration_url: String,
+}
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "tally-aggregator",
+    version,
+    about = "Tally's usage service alone"
+)]
+pub struct AggregatorArgs {
+    /// Loopback by default: put the gateway in front of it.
+    #[arg(long, env = "TALLY_LISTEN", default_value = "127.0.0.1:50052")]
+    pub listen: SocketAddr,
+    #[arg(
+        long,
+        env = "TALLY_DATABASE_URL",
+        default_value = "sqlite://./tally-data/usage.db?mode=rwc"
+    )]
+    pub database_url: String,
+    #[arg(long, env = "TALLY_FOLD_INTERVAL_MS", default_value_t = 250)]
+    pub fold_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "tally-registration",
+    version,
+    about = "Tally's registration service alone"
+)]
+pub struct RegistrationArgs {
+    /// Loopback by default: put the gateway in front of it.
+    #[arg(long, env = "TALLY_LISTEN", default_value = "127.0.0.1:50053")]
+    pub listen: SocketAddr,
+    #[arg(
+        long,
+        env = "TALLY_DATABASE_URL",
+        default_value = "sqlite://./tally-data/registration.db?mode=rwc"
+    )]
+    pub database_url: String,
+}
+
+/// One service, as the thin binaries run it.
+#[derive(Debug)]
+pub enum Service {
+    Gateway(GatewayArgs),
+    Aggregator(AggregatorArgs),
+    Registration(RegistrationArgs),
+}

