@@ -6,6 +6,7 @@ use sea_orm_migration::prelude::*;
 pub use sea_orm_migration::MigratorTrait;
 
 mod m20261127_000001_usage;
+mod m20261127_000002_registration;
 
 /// The usage service's tables (`usage_*`).
 pub struct UsageMigrator;
@@ -25,7 +26,7 @@ pub struct RegistrationMigrator;
 
 impl MigratorTrait for RegistrationMigrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![]
+        vec![Box::new(m20261127_000002_registration::Migration)]
     }
 
     fn migration_table_name() -> DynIden {

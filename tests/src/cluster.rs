@@ -1,4 +1,4 @@
-//! Tally's services started in-process on loopback, with an injected clock.
+//! Tally's services started in-process on loopback, with an injected clock and a signing key.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,33 +7,128 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use tally_aggregator::{Aggregator, Config as AggregatorConfig};
 use tally_core::{Clock, ManualClock};
-use tally_gateway::Backends;
+use tally_gateway::{AuthConfig, Backends, Claims};
+use tally_proto::bearer::{AuthorizedChannel, Bearer};
+use tally_proto::registration::v1::{
+    registration_client::RegistrationClient, tenancy_client::TenancyClient,
+};
+use tally_proto::registration_api::{RegistrationApi, RegistrationClient as RemoteRegistration};
 use tally_proto::usage::v1::{
     GetPipelineStatusRequest, provider_usage_client::ProviderUsageClient,
     tenant_usage_client::TenantUsageClient, usage_admin_client::UsageAdminClient,
     usage_ingestion_client::UsageIngestionClient,
 };
 use tally_proto::usage_api::{UsageApi, UsageClient};
+use tally_registration::RegistrationService;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::database::{Backend, TestDatabase};
 
-/// How the aggregator sits behind the gateway.
+/// How the services sit behind the gateway.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Topology {
-    /// One process, as `tally serve`: the gateway calls the aggregator through its trait.
+    /// One process, as `tally serve`: the gateway calls the services through their traits.
     InProcess,
     /// Apart: the aggregator serves gRPC on its own port, in its own runtime (so a test can kill
-    /// it as abruptly as a crash), and the gateway calls it over gRPC.
+    /// it as abruptly as a crash), the registration service serves gRPC too, and the gateway
+    /// calls both over gRPC.
     Remote,
 }
 
 /// The time every cluster starts at.
 pub fn start_time() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 20, 10, 30, 0).unwrap()
+}
+
+/// The gateway's test signing secret.
+const SECRET: &[u8] = b"contract-tests-signing-secret-0123456789";
+
+/// Who a token speaks for.
+#[derive(Clone, Debug, Default)]
+pub struct Identity {
+    pub roles: Vec<&'static str>,
+    pub tenant_id: Option<String>,
+    pub provider_subscription_id: Option<String>,
+}
+
+impl Identity {
+    pub fn operator() -> Self {
+        Self {
+            roles: vec!["Operator"],
+            ..Default::default()
+        }
+    }
+    pub fn resource_provider() -> Self {
+        Self {
+            roles: vec!["ResourceProvider"],
+            ..Default::default()
+        }
+    }
+    pub fn tenant(tenant_id: &str) -> Self {
+        Self {
+            tenant_id: Some(tenant_id.into()),
+            ..Default::default()
+        }
+    }
+    pub fn delegated_provider(tenant_id: &str, provider_subscription_id: &str) -> Self {
+        Self {
+            roles: vec!["DelegatedProvider"],
+            tenant_id: Some(tenant_id.into()),
+            provider_subscription_id: Some(provider_subscription_id.into()),
+        }
+    }
+
+    /// Valid claims for this identity, one hour long.
+    pub fn claims(&self) -> Claims {
+        let now = Utc::now().timestamp();
+        Claims {
+            iss: tally_gateway::auth::DEVELOPMENT_ISSUER.into(),
+            aud: tally_gateway::auth::DEVELOPMENT_AUDIENCE.into(),
+            sub: "contract-test".into(),
+            exp: now + 3_600,
+            nbf: Some(now - 60),
+            iat: Some(now),
+            tid: self.tenant_id.clone(),
+            roles: self.roles.iter().map(|r| r.to_string()).collect(),
+            provider_subscription_id: self.provider_subscription_id.clone(),
+        }
+    }
+}
+
+/// Signs `claims` with the cluster's key (or any other, to test refusals).
+pub fn sign(claims: &Claims, secret: Option<&[u8]>) -> String {
+    tally_gateway::auth::mint(secret.unwrap_or(SECRET), claims).unwrap()
+}
+
+/// Generated clients for one caller.
+#[derive(Clone)]
+pub struct Clients {
+    channel: AuthorizedChannel,
+}
+
+impl Clients {
+    pub fn ingestion(&self) -> UsageIngestionClient<AuthorizedChannel> {
+        UsageIngestionClient::new(self.channel.clone()).max_encoding_message_size(64 << 20)
+    }
+    pub fn provider(&self) -> ProviderUsageClient<AuthorizedChannel> {
+        ProviderUsageClient::new(self.channel.clone())
+    }
+    pub fn tenant(&self) -> TenantUsageClient<AuthorizedChannel> {
+        TenantUsageClient::new(self.channel.clone())
+    }
+    pub fn admin(&self) -> UsageAdminClient<AuthorizedChannel> {
+        UsageAdminClient::new(self.channel.clone())
+    }
+    pub fn registration(&self) -> RegistrationClient<AuthorizedChannel> {
+        RegistrationClient::new(self.channel.clone())
+    }
+    pub fn tenancy(&self) -> TenancyClient<AuthorizedChannel> {
+        TenancyClient::new(self.channel.clone())
+    }
 }
 
 struct RemoteAggregator {
@@ -47,9 +142,9 @@ pub struct Cluster {
     aggregator_addr: Option<SocketAddr>,
     remote: Option<RemoteAggregator>,
     in_process: Option<(Arc<Aggregator>, oneshot::Sender<()>, JoinHandle<()>)>,
-    gateway_stop: Option<oneshot::Sender<()>>,
-    gateway_task: Option<JoinHandle<()>>,
+    stops: Vec<(oneshot::Sender<()>, JoinHandle<()>)>,
     channel: Channel,
+    operator: Clients,
 }
 
 fn aggregator_config(db: &TestDatabase) -> AggregatorConfig {
@@ -59,16 +154,30 @@ fn aggregator_config(db: &TestDatabase) -> AggregatorConfig {
     config
 }
 
+async fn spawn_server<F>(
+    serve: impl FnOnce(TcpListener, oneshot::Receiver<()>) -> F,
+) -> (SocketAddr, oneshot::Sender<()>, JoinHandle<()>)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve(listener, stopped));
+    (addr, stop, task)
+}
+
 impl Cluster {
     pub async fn start(backend: Backend, topology: Topology) -> Cluster {
         Self::start_with(backend, topology, true).await
     }
 
-    /// A cluster whose folder never runs (`fold: false`): nothing becomes complete, which makes
-    /// "processing not complete" deterministic.
+    /// A cluster whose folder never runs (`fold: false`) after its first fold at start-up:
+    /// nothing more becomes complete, which makes "processing not complete" deterministic.
     pub async fn start_with(backend: Backend, topology: Topology, fold: bool) -> Cluster {
         let db = TestDatabase::new(backend).await;
         let clock = Arc::new(ManualClock::new(start_time()));
+        let lazy = Endpoint::from_static("http://127.0.0.1:1").connect_lazy();
         let mut cluster = Cluster {
             db,
             clock,
@@ -76,11 +185,18 @@ impl Cluster {
             aggregator_addr: None,
             remote: None,
             in_process: None,
-            gateway_stop: None,
-            gateway_task: None,
-            channel: Endpoint::from_static("http://127.0.0.1:1").connect_lazy(),
+            stops: Vec::new(),
+            operator: Clients {
+                channel: InterceptedService::new(lazy.clone(), Bearer::new(None)),
+            },
+            channel: lazy,
         };
-        let usage: Arc<dyn UsageApi> = match topology {
+        let registration_service = Arc::new(
+            RegistrationService::open(&cluster.db.registration_url())
+                .await
+                .expect("open registration"),
+        );
+        let (usage, registration): (Arc<dyn UsageApi>, Arc<dyn RegistrationApi>) = match topology {
             Topology::InProcess => {
                 let clock: Arc<dyn Clock> = cluster.clock.clone();
                 let mut config = aggregator_config(&cluster.db);
@@ -97,37 +213,55 @@ impl Cluster {
                     let _ = stopped.await;
                 }));
                 cluster.in_process = Some((aggregator.clone(), stop, folder));
-                aggregator
+                (aggregator, registration_service)
             }
             Topology::Remote => {
                 let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
                 cluster.aggregator_addr = Some(listener.local_addr().unwrap());
                 cluster.start_remote_aggregator(listener).await;
-                Arc::new(
-                    UsageClient::connect_lazy(&format!(
-                        "http://{}",
-                        cluster.aggregator_addr.unwrap()
-                    ))
-                    .unwrap(),
-                )
+                let (addr, stop, task) = spawn_server(|listener, stopped| async move {
+                    tally_registration::serve_service(registration_service, listener, async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .expect("registration serves");
+                })
+                .await;
+                cluster.stops.push((stop, task));
+                let usage = UsageClient::connect_lazy(&format!(
+                    "http://{}",
+                    cluster.aggregator_addr.unwrap()
+                ))
+                .unwrap();
+                let registration =
+                    RemoteRegistration::connect_lazy(&format!("http://{addr}")).unwrap();
+                (Arc::new(usage), Arc::new(registration))
             }
         };
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        cluster.gateway = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        cluster.gateway_stop = Some(stop);
-        cluster.gateway_task = Some(tokio::spawn(async move {
-            tally_gateway::serve_backends(Backends { usage }, listener, async {
-                let _ = stopped.await;
-            })
+        let (gateway, stop, task) = spawn_server(|listener, stopped| async move {
+            tally_gateway::serve_backends(
+                Backends {
+                    usage,
+                    registration,
+                },
+                AuthConfig::development(SECRET.to_vec()),
+                listener,
+                async {
+                    let _ = stopped.await;
+                },
+            )
             .await
             .expect("gateway serves");
-        }));
-        cluster.channel = Endpoint::from_shared(format!("http://{}", cluster.gateway))
+        })
+        .await;
+        cluster.stops.insert(0, (stop, task));
+        cluster.gateway = gateway;
+        cluster.channel = Endpoint::from_shared(format!("http://{gateway}"))
             .unwrap()
             .connect()
             .await
             .expect("connect to gateway");
+        cluster.operator = cluster.clients_for(&Identity::operator());
         cluster
     }
 
@@ -176,24 +310,47 @@ impl Cluster {
         self.start_remote_aggregator(listener).await;
     }
 
-    pub fn ingestion(&self) -> UsageIngestionClient<Channel> {
-        UsageIngestionClient::new(self.channel.clone())
+    /// Clients that present a token for `identity`.
+    pub fn clients_for(&self, identity: &Identity) -> Clients {
+        self.clients_with_token(Some(&sign(&identity.claims(), None)))
     }
 
-    pub fn provider(&self) -> ProviderUsageClient<Channel> {
-        ProviderUsageClient::new(self.channel.clone())
+    /// Clients that present `token` (or nothing).
+    pub fn clients_with_token(&self, token: Option<&str>) -> Clients {
+        Clients {
+            channel: InterceptedService::new(self.channel.clone(), Bearer::new(token)),
+        }
     }
 
-    pub fn tenant(&self) -> TenantUsageClient<Channel> {
-        TenantUsageClient::new(self.channel.clone())
+    /// Clients of an operator.
+    pub fn operator(&self) -> &Clients {
+        &self.operator
     }
 
-    pub fn admin(&self) -> UsageAdminClient<Channel> {
-        UsageAdminClient::new(self.channel.clone())
+    pub fn ingestion(&self) -> UsageIngestionClient<AuthorizedChannel> {
+        self.operator.ingestion()
     }
 
+    pub fn provider(&self) -> ProviderUsageClient<AuthorizedChannel> {
+        self.operator.provider()
+    }
+
+    pub fn tenant(&self) -> TenantUsageClient<AuthorizedChannel> {
+        self.operator.tenant()
+    }
+
+    pub fn admin(&self) -> UsageAdminClient<AuthorizedChannel> {
+        self.operator.admin()
+    }
+
+    /// The gateway's channel without any token.
     pub fn channel(&self) -> Channel {
         self.channel.clone()
+    }
+
+    /// The gateway's base URL for REST calls.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.gateway)
     }
 
     pub fn now(&self) -> DateTime<Utc> {
@@ -231,10 +388,8 @@ impl Cluster {
     }
 
     pub async fn stop(mut self) {
-        if let Some(stop) = self.gateway_stop.take() {
+        for (stop, task) in self.stops.drain(..) {
             let _ = stop.send(());
-        }
-        if let Some(task) = self.gateway_task.take() {
             let _ = task.await;
         }
         if let Some((aggregator, stop, folder)) = self.in_process.take() {

@@ -6,7 +6,7 @@ pub mod cluster;
 pub mod database;
 pub mod records;
 
-pub use cluster::{Cluster, Topology};
+pub use cluster::{Clients, Cluster, Identity, Topology, sign};
 pub use database::{Backend, TestDatabase};
 
 /// Runs a scenario once on SQLite and once on PostgreSQL. The PostgreSQL variant is an ignored

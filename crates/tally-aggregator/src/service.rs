@@ -43,10 +43,34 @@ impl std::fmt::Debug for Aggregator {
 
 /// Which query a page belongs to; tokens are bound to it.
 enum Scope {
-    /// ProviderUsage: every subscription, or one.
-    Provider(Option<Uuid>),
+    /// ProviderUsage: every subscription, or one (`subscriber`), within `among` when set.
+    Provider {
+        subscriber: Option<Uuid>,
+        among: Option<Vec<Uuid>>,
+    },
     /// TenantUsage: one subscription.
     Tenant(Uuid),
+}
+
+impl Scope {
+    /// The subscriptions the page may show; `None` means all.
+    fn subscriptions(&self) -> Option<Vec<Uuid>> {
+        match self {
+            Scope::Provider {
+                subscriber: None,
+                among,
+            } => among.clone(),
+            Scope::Provider {
+                subscriber: Some(id),
+                among: None,
+            }
+            | Scope::Tenant(id) => Some(vec![*id]),
+            Scope::Provider {
+                subscriber: Some(id),
+                among: Some(among),
+            } => Some(among.iter().filter(|s| *s == id).copied().collect()),
+        }
+    }
 }
 
 struct ListQuery {
@@ -172,10 +196,7 @@ impl Aggregator {
                 complete_through: progress.complete_through,
             });
         }
-        let subscriptions = match query.scope {
-            Scope::Provider(None) => None,
-            Scope::Provider(Some(id)) | Scope::Tenant(id) => Some(vec![id]),
-        };
+        let subscriptions = query.scope.subscriptions();
         let page = self
             .store
             .page(
@@ -260,10 +281,19 @@ impl Aggregator {
 fn query_fingerprint(scope: &Scope, window: &ReportedWindow) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(64);
     match scope {
-        Scope::Provider(None) => bytes.push(b'P'),
-        Scope::Provider(Some(id)) => {
-            bytes.push(b'S');
-            bytes.extend_from_slice(id.as_bytes());
+        Scope::Provider { subscriber, among } => {
+            bytes.push(b'P');
+            if let Some(id) = subscriber {
+                bytes.push(b'S');
+                bytes.extend_from_slice(id.as_bytes());
+            }
+            if let Some(among) = among {
+                bytes.push(b'A');
+                bytes.extend_from_slice(&(among.len() as u64).to_le_bytes());
+                for id in among {
+                    bytes.extend_from_slice(id.as_bytes());
+                }
+            }
         }
         Scope::Tenant(id) => {
             bytes.push(b'T');
@@ -309,8 +339,27 @@ impl UsageApi for Aggregator {
         let r = request.into_inner();
         let subscriber =
             optional_guid("subscriber_id", &r.subscriber_id).map_err(UsageError::from)?;
+        let among = match r.subscribers {
+            None => None,
+            Some(filter) => {
+                let mut ids = Vec::with_capacity(filter.subscription_ids.len());
+                for (i, text) in filter.subscription_ids.iter().enumerate() {
+                    let field = format!("subscribers.subscription_ids[{i}]");
+                    ids.push(parse_guid(text).ok_or_else(|| {
+                        UsageError::from(Rejection::field(
+                            Reason::InvalidProperty,
+                            field,
+                            "is not a GUID",
+                        ))
+                    })?);
+                }
+                ids.sort_unstable();
+                ids.dedup();
+                Some(ids)
+            }
+        };
         let query = ListQuery {
-            scope: Scope::Provider(subscriber),
+            scope: Scope::Provider { subscriber, among },
             start: utc(r.reported_start_time.as_ref()),
             end: utc(r.reported_end_time.as_ref()),
             granularity: r.aggregation_granularity,

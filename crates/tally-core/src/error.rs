@@ -48,6 +48,39 @@ pub enum Reason {
 }
 
 impl Reason {
+    pub const ALL: &'static [Reason] = &[
+        Reason::InvalidProperty,
+        Reason::InvalidAggregationGranularity,
+        Reason::InvalidTimeAlignment,
+        Reason::RequestEndTimeIsInFuture,
+        Reason::InvalidContinuationToken,
+        Reason::UnknownMeter,
+        Reason::BatchTooLarge,
+        Reason::EventIdConflict,
+        Reason::ProcessingNotComplete,
+        Reason::MissingCredentials,
+        Reason::InvalidToken,
+        Reason::SubscriberIdIsNotDirectTenant,
+        Reason::NotSubscriptionOwner,
+        Reason::RoleRequired,
+        Reason::ServiceUnavailable,
+        Reason::Internal,
+        Reason::RegistrationNotFound,
+        Reason::CustomerSubscriptionNotFound,
+        Reason::InvalidCustomerSubscriptionId,
+        Reason::CustomerSubscriptionsNotAllowed,
+        Reason::UnauthorizedCspRegistration,
+        Reason::TenantNotFound,
+        Reason::SubscriptionNotFound,
+        Reason::AlreadyExists,
+        Reason::MeterAlreadyExists,
+    ];
+
+    /// The reason named `name`, as it travels in `ErrorInfo.reason`.
+    pub fn from_name(name: &str) -> Option<Reason> {
+        Reason::ALL.iter().copied().find(|r| r.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::InvalidProperty => "InvalidProperty",
@@ -106,6 +139,23 @@ impl Reason {
             | Reason::TenantNotFound
             | Reason::SubscriptionNotFound => StatusClass::NotFound,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Reason;
+
+    #[test]
+    fn every_reason_round_trips_by_name() {
+        for reason in Reason::ALL {
+            assert_eq!(Reason::from_name(reason.as_str()), Some(*reason));
+        }
+        assert_eq!(
+            Reason::ALL.len(),
+            25,
+            "a new reason must be added to Reason::ALL"
+        );
     }
 }
 

@@ -9,6 +9,7 @@ pub mod guid;
 pub mod meter;
 pub mod quantity;
 pub mod record;
+pub mod registration;
 pub mod time;
 
 pub use error::{FieldViolation, Reason, Rejection, StatusClass};

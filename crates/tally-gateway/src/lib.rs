@@ -1,25 +1,42 @@
-//! The gateway: Tally's public front door. It serves the usage contract (and, as they land, the
-//! registration contract and the Azure-compatible REST surface) by calling the services behind
-//! it through their Rust traits: in-process inside `tally serve`, over gRPC when deployed apart.
+//! The gateway: Tally's public front door. On one listener it serves the usage and registration
+//! contracts over gRPC (with health and reflection) and the Azure-compatible REST surface, and
+//! puts access control in front of all of it: a tower layer authenticates every request
+//! ([`auth`]), and guards authorize each call ([`guard`]) before it reaches the services behind,
+//! which it calls through their Rust traits: in-process inside `tally serve`, over gRPC when
+//! deployed apart.
+
+pub mod auth;
+mod guard;
+mod rest;
 
 use std::future::Future;
 use std::sync::Arc;
 
+use tally_proto::registration_api::{RegistrationApi, RegistrationClient, RegistrationGrpc};
 use tally_proto::usage_api::{UsageApi, UsageClient, UsageGrpc};
 use tokio::net::TcpListener;
+use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 
-/// Where the gateway finds the services behind it, when they run apart.
+pub use auth::{AuthConfig, Caller, Claims, Role};
+pub use guard::OWNERSHIP_TTL;
+
+/// Where the gateway finds the services behind it, when they run apart, and which tokens it
+/// accepts.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// The aggregator's gRPC address, e.g. `http://127.0.0.1:50052`.
     pub aggregator_url: String,
+    /// The registration service's gRPC address, e.g. `http://127.0.0.1:50053`.
+    pub registration_url: String,
+    pub auth: AuthConfig,
 }
 
 /// The services behind the gateway, in-process or remote.
 #[derive(Clone)]
 pub struct Backends {
     pub usage: Arc<dyn UsageApi>,
+    pub registration: Arc<dyn RegistrationApi>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +46,8 @@ pub enum ServeError {
         url: String,
         source: tonic::transport::Error,
     },
+    #[error("invalid token configuration: {0}")]
+    Auth(#[from] auth::AuthError),
     #[error("grpc server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
@@ -39,43 +58,76 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let usage = UsageClient::connect_lazy(&config.aggregator_url).map_err(|source| {
-        ServeError::PeerAddress {
-            url: config.aggregator_url.clone(),
-            source,
-        }
-    })?;
-    serve_backends(
-        Backends {
-            usage: Arc::new(usage),
-        },
-        listener,
-        shutdown,
-    )
-    .await
+    let peer = |url: &String, source| ServeError::PeerAddress {
+        url: url.clone(),
+        source,
+    };
+    let usage = UsageClient::connect_lazy(&config.aggregator_url)
+        .map_err(|e| peer(&config.aggregator_url, e))?;
+    let registration = RegistrationClient::connect_lazy(&config.registration_url)
+        .map_err(|e| peer(&config.registration_url, e))?;
+    let backends = Backends {
+        usage: Arc::new(usage),
+        registration: Arc::new(registration),
+    };
+    serve_backends(backends, config.auth, listener, shutdown).await
 }
 
 /// Serves the gateway on `listener` in front of `backends`.
 pub async fn serve_backends(
     backends: Backends,
+    auth: AuthConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let usage = UsageGrpc::services(backends.usage);
+    let verifier = Arc::new(auth::Verifier::new(&auth)?);
+    let ownership = Arc::new(guard::Ownership::new(backends.registration.clone()));
+    let usage: Arc<dyn UsageApi> = Arc::new(guard::GuardedUsage {
+        inner: backends.usage.clone(),
+        ownership: ownership.clone(),
+    });
+    let registration: Arc<dyn RegistrationApi> = Arc::new(guard::GuardedRegistration {
+        inner: backends.registration.clone(),
+        ownership,
+    });
+    let rest = Arc::new(rest::RestState {
+        usage: usage.clone(),
+        registration: registration.clone(),
+        meters: rest::MeterNames::new(backends.usage.clone()),
+    });
+
+    let usage = UsageGrpc::services(usage);
+    let registration = RegistrationGrpc::services(registration);
     let (health, health_service) = tonic_health::server::health_reporter();
-    for name in tally_proto::usage_api::SERVICE_NAMES {
+    for name in tally_proto::usage_api::SERVICE_NAMES
+        .iter()
+        .chain(&tally_proto::registration_api::SERVICE_NAMES)
+    {
         health
-            .set_service_status(name, tonic_health::ServingStatus::Serving)
+            .set_service_status(*name, tonic_health::ServingStatus::Serving)
             .await;
     }
-    tonic::transport::Server::builder()
-        .add_service(health_service)
+    let mut grpc = Routes::builder();
+    grpc.add_service(health_service)
         .add_service(tally_proto::server::reflection_v1())
         .add_service(tally_proto::server::reflection_v1alpha())
         .add_service(usage.ingestion)
         .add_service(usage.provider)
         .add_service(usage.tenant)
         .add_service(usage.admin)
+        .add_service(registration.registration)
+        .add_service(registration.tenancy);
+    let router = grpc
+        .routes()
+        .into_axum_router()
+        .fallback_service(axum::routing::any(rest::dispatch).with_state(rest))
+        .layer(axum::middleware::from_fn_with_state(
+            verifier,
+            auth::authenticate,
+        ));
+    tonic::transport::Server::builder()
+        .accept_http1(true)
+        .add_routes(Routes::from(router))
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,

@@ -1,7 +1,7 @@
 //! Conversions between wire types and domain types.
 
 use chrono::{DateTime, Utc};
-use prost_types::Timestamp;
+pub use prost_types::Timestamp;
 use tally_core::{InstanceData, Meter, RawTimestamp, UsageRecordInput};
 
 use crate::usage::v1 as pb;

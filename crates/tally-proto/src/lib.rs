@@ -6,7 +6,9 @@
 //! Architecture invariant: this is the only crate that defines wire types. Services convert at
 //! their edges and keep prost types out of `tally-core` and `tally-store`.
 
+pub mod bearer;
 pub mod convert;
+pub mod registration_api;
 pub mod server;
 pub mod status;
 pub mod usage_api;

@@ -7,9 +7,11 @@
 
 mod db;
 mod error;
+pub mod registration;
 mod sql;
 pub mod usage;
 
 pub use db::{Backend, Database};
 pub use error::StoreError;
+pub use registration::RegistrationStore;
 pub use usage::UsageStore;

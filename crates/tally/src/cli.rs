@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -18,7 +18,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Every service in one process; the gateway (gRPC) on --listen.
+    /// Every service in one process; the gateway (gRPC and REST) on --listen.
     Serve(ServeArgs),
     /// `serve`, plus simulated resource providers posting usage.
     Demo(ServeArgs),
@@ -28,18 +28,40 @@ pub enum Command {
     Aggregator(AggregatorArgs),
     /// The registration service alone.
     Registration(RegistrationArgs),
+    /// Prints a signed development token for the key that `serve` uses.
+    Token(TokenArgs),
     /// Applies every service's schema migrations, then exits (serve also does this on start).
     Migrate(MigrateArgs),
 }
 
+/// Which bearer tokens the gateway accepts. Without a key option, the development key in the
+/// data folder (`signing.key`, created on first use) signs and checks HS256 tokens.
 #[derive(Debug, Clone, Args)]
-pub struct MigrateArgs {
-    /// Folder of the embedded SQLite databases.
-    #[arg(long, env = "TALLY_DATA_DIR", default_value = "./tally-data")]
-    pub data_dir: PathBuf,
-    /// A PostgreSQL URL to migrate instead of SQLite.
-    #[arg(long, env = "TALLY_DATABASE_URL")]
-    pub database_url: Option<String>,
+pub struct AuthArgs {
+    /// A file holding an HS256 shared secret (repeatable).
+    #[arg(
+        long = "jwt-secret-file",
+        env = "TALLY_JWT_SECRET_FILE",
+        value_delimiter = ','
+    )]
+    pub secret_files: Vec<PathBuf>,
+    /// A PEM file holding an RS256 public key (repeatable).
+    #[arg(
+        long = "jwt-public-key-file",
+        env = "TALLY_JWT_PUBLIC_KEY_FILE",
+        value_delimiter = ','
+    )]
+    pub public_key_files: Vec<PathBuf>,
+    /// The `iss` tokens must carry.
+    #[arg(long = "jwt-issuer", env = "TALLY_JWT_ISSUER", default_value = "tally")]
+    pub issuer: String,
+    /// The `aud` tokens must carry.
+    #[arg(
+        long = "jwt-audience",
+        env = "TALLY_JWT_AUDIENCE",
+        default_value = "tally"
+    )]
+    pub audience: String,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -47,7 +69,7 @@ pub struct ServeArgs {
     /// Where the gateway listens.
     #[arg(long, env = "TALLY_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
-    /// Folder of the embedded SQLite databases (created if missing).
+    /// Folder of the embedded SQLite databases and the development signing key.
     #[arg(long, env = "TALLY_DATA_DIR", default_value = "./tally-data")]
     pub data_dir: PathBuf,
     /// A PostgreSQL URL to use instead of SQLite (postgres://user@host/db).
@@ -56,6 +78,8 @@ pub struct ServeArgs {
     /// How often the aggregator folds new records, in milliseconds.
     #[arg(long, env = "TALLY_FOLD_INTERVAL_MS", default_value_t = 250)]
     pub fold_interval_ms: u64,
+    #[command(flatten)]
+    pub auth: AuthArgs,
 }
 
 impl ServeArgs {
@@ -90,6 +114,11 @@ pub struct GatewayArgs {
         default_value = "http://127.0.0.1:50053"
     )]
     pub registration_url: String,
+    /// Where the development signing key lives when no key option is given.
+    #[arg(long, env = "TALLY_DATA_DIR", default_value = "./tally-data")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub auth: AuthArgs,
 }
 
 #[derive(Debug, Clone, Parser)]
@@ -128,6 +157,57 @@ pub struct RegistrationArgs {
         default_value = "sqlite://./tally-data/registration.db?mode=rwc"
     )]
     pub database_url: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TokenRole {
+    Operator,
+    ResourceProvider,
+    DelegatedProvider,
+    Tenant,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    #[arg(long, value_enum)]
+    pub role: TokenRole,
+    /// The caller's directory tenant (`tid`); required for `tenant`.
+    #[arg(long)]
+    pub tenant_id: Option<String>,
+    /// The provider subscription a delegated provider acts for; required for `delegated-provider`.
+    #[arg(long)]
+    pub provider_subscription_id: Option<String>,
+    /// Folder holding the development key (`signing.key`).
+    #[arg(
+        long,
+        env = "TALLY_DATA_DIR",
+        default_value = "./tally-data",
+        conflicts_with = "key_file"
+    )]
+    pub data_dir: PathBuf,
+    /// An HS256 secret file to sign with instead.
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+    /// Hours the token stays valid.
+    #[arg(long, default_value_t = 24)]
+    pub hours: i64,
+    /// The `sub` claim.
+    #[arg(long, default_value = "tally-cli")]
+    pub subject: String,
+    #[arg(long, default_value = "tally")]
+    pub issuer: String,
+    #[arg(long, default_value = "tally")]
+    pub audience: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    /// Folder of the embedded SQLite databases.
+    #[arg(long, env = "TALLY_DATA_DIR", default_value = "./tally-data")]
+    pub data_dir: PathBuf,
+    /// A PostgreSQL URL to migrate instead of SQLite.
+    #[arg(long, env = "TALLY_DATABASE_URL")]
+    pub database_url: Option<String>,
 }
 
 /// One service, as the thin binaries run it.

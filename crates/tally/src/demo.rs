@@ -13,14 +13,20 @@ use chrono::{DateTime, Duration as Span, Utc};
 use tally_core::Granularity;
 use tally_core::meter::well_known as meters;
 use tally_core::quantity::FRACTION_SCALE;
+use tally_proto::bearer::{AuthorizedChannel, Bearer};
 use tally_proto::convert::timestamp;
+use tally_proto::registration::v1 as reg;
+use tally_proto::registration::v1::{
+    registration_client::RegistrationClient, tenancy_client::TenancyClient,
+};
 use tally_proto::usage::v1::{
     ListSubscriberUsageAggregatesRequest, PostUsageRequest, UsageRecord,
     provider_usage_client::ProviderUsageClient, usage_ingestion_client::UsageIngestionClient,
 };
-use tonic::transport::{Channel, Endpoint};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Endpoint;
 
-use crate::cli::ServeArgs;
+use crate::cli::{ServeArgs, TokenRole};
 use crate::run::{serve_all, shutdown_signal};
 
 struct Resource {
@@ -38,14 +44,34 @@ enum Kind {
     PublicIp,
 }
 
-/// (tenant, subscription) pairs of the demo installation.
-const SUBSCRIPTIONS: &[(&str, &str)] = &[
-    ("Contoso", "6b1f8c2e-3d4a-4e5b-9c6d-7e8f9a0b1c2d"),
-    ("Contoso", "7c2a9d3f-4e5b-4f6c-8d7e-8f9a0b1c2d3e"),
-    ("Fabrikam", "8d3b0e4a-5f6c-4a7d-9e8f-9a0b1c2d3e4f"),
-    ("Fabrikam", "9e4c1f5b-6a7d-4b8e-8f9a-0b1c2d3e4f5a"),
-    ("Northwind", "af5d2a6c-7b8e-4c9f-9a0b-1c2d3e4f5a6b"),
+/// (name, directory tenant) of the demo installation's tenants.
+const TENANTS: &[(&str, &str)] = &[
+    ("Contoso", "c0a1b2c3-d4e5-4f60-8172-839405162738"),
+    ("Fabrikam", "fa0b1c2d-3e4f-4a5b-9c6d-7e8f90a1b2c3"),
+    ("Northwind", "a0b1c2d3-e4f5-4607-8819-2a3b4c5d6e7f"),
 ];
+
+/// (tenant index, subscription, display name) of the demo installation.
+const SUBSCRIPTIONS: &[(usize, &str, &str)] = &[
+    (0, "6b1f8c2e-3d4a-4e5b-9c6d-7e8f9a0b1c2d", "Contoso Web"),
+    (0, "7c2a9d3f-4e5b-4f6c-8d7e-8f9a0b1c2d3e", "Contoso Data"),
+    (1, "8d3b0e4a-5f6c-4a7d-9e8f-9a0b1c2d3e4f", "Fabrikam Logs"),
+    (
+        1,
+        "9e4c1f5b-6a7d-4b8e-8f9a-0b1c2d3e4f5a",
+        "Fabrikam Desktops",
+    ),
+    (
+        2,
+        "af5d2a6c-7b8e-4c9f-9a0b-1c2d3e4f5a6b",
+        "Northwind Analytics",
+    ),
+];
+
+/// The upstream subscription billed by default, and Contoso's own CSP customer subscription.
+const REGISTRATION_SUBSCRIPTION: &str = "1e2d3c4b-5a69-4788-9a0b-c1d2e3f4a5b6";
+const CONTOSO_CUSTOMER_SUBSCRIPTION: &str = "2f3e4d5c-6b7a-4899-8a1b-d2e3f4a5b6c7";
+const CLOUD_ID: &str = "3a4b5c6d-7e8f-4a0b-9c1d-e2f3a4b5c6d7";
 
 fn resources() -> Vec<Resource> {
     let s = |i: usize| SUBSCRIPTIONS[i].1;
@@ -199,8 +225,10 @@ struct Tally {
     duplicates: u64,
 }
 
+type Ingestion = UsageIngestionClient<AuthorizedChannel>;
+
 async fn post(
-    client: &mut UsageIngestionClient<Channel>,
+    client: &mut Ingestion,
     records: Vec<UsageRecord>,
     tally: &mut Tally,
 ) -> anyhow::Result<()> {
@@ -216,7 +244,82 @@ async fn post(
     Ok(())
 }
 
+/// Accepts "already exists": the demo can run again on the same data folder.
+fn created<T>(result: Result<tonic::Response<T>, tonic::Status>) -> anyhow::Result<()> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(status) if status.code() == tonic::Code::AlreadyExists => Ok(()),
+        Err(status) => Err(status.into()),
+    }
+}
+
+/// Registers the installation (pay-as-you-use, CSP multi-tenancy), the tenants and their
+/// subscriptions, and maps Contoso to its own customer subscription.
+async fn set_up_tenancy(channel: &AuthorizedChannel) -> anyhow::Result<()> {
+    let mut registration = RegistrationClient::new(channel.clone());
+    let mut tenancy = TenancyClient::new(channel.clone());
+    registration
+        .set_registration(reg::SetRegistrationRequest {
+            registration: Some(reg::RegistrationInfo {
+                cloud_id: CLOUD_ID.into(),
+                registration_subscription_id: REGISTRATION_SUBSCRIPTION.into(),
+                billing_model: reg::BillingModel::PayAsYouUse as i32,
+                usage_reporting_enabled: true,
+                multi_tenancy_enabled: true,
+                ..Default::default()
+            }),
+        })
+        .await?;
+    for (name, id) in TENANTS {
+        created(
+            tenancy
+                .create_tenant(reg::CreateTenantRequest {
+                    tenant: Some(reg::Tenant {
+                        tenant_id: id.to_string(),
+                        display_name: name.to_string(),
+                    }),
+                })
+                .await,
+        )?;
+    }
+    for (tenant, id, name) in SUBSCRIPTIONS {
+        created(
+            tenancy
+                .create_subscription(reg::CreateSubscriptionRequest {
+                    subscription: Some(reg::Subscription {
+                        subscription_id: id.to_string(),
+                        display_name: name.to_string(),
+                        owner_tenant_id: TENANTS[*tenant].1.to_string(),
+                        ..Default::default()
+                    }),
+                })
+                .await,
+        )?;
+    }
+    registration
+        .put_customer_subscription(reg::PutCustomerSubscriptionRequest {
+            tenant_id: TENANTS[0].1.into(),
+            customer_subscription_id: CONTOSO_CUSTOMER_SUBSCRIPTION.into(),
+        })
+        .await?;
+    Ok(())
+}
+
+fn token(
+    secret: &[u8],
+    role: TokenRole,
+    tenant: Option<&str>,
+    subject: &str,
+) -> anyhow::Result<String> {
+    let claims = crate::keys::claims(role, tenant.map(str::to_string), None, subject, 24)?;
+    Ok(tally_gateway::auth::mint(secret, &claims)?)
+}
+
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let auth = crate::keys::auth_config(&args.auth, &args.data_dir)?;
+    let secret = auth.shared_secrets.first().cloned().context(
+        "the demo signs its own tokens: give it an HS256 key (--jwt-secret-file) or none",
+    )?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -232,7 +335,20 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let channel = Endpoint::from_shared(format!("http://{addr}"))?
         .connect()
         .await?;
-    let mut ingestion = UsageIngestionClient::new(channel.clone());
+    let operator_token = token(&secret, TokenRole::Operator, None, "demo-operator")?;
+    let tenant_token = token(
+        &secret,
+        TokenRole::Tenant,
+        Some(TENANTS[0].1),
+        "demo-contoso-user",
+    )?;
+    let provider_token = token(&secret, TokenRole::ResourceProvider, None, "demo-providers")?;
+    let as_operator = InterceptedService::new(channel.clone(), Bearer::new(Some(&operator_token)));
+    set_up_tenancy(&as_operator).await?;
+    let mut ingestion = UsageIngestionClient::new(InterceptedService::new(
+        channel.clone(),
+        Bearer::new(Some(&provider_token)),
+    ));
     let resources = resources();
     let now = Utc::now();
     let this_hour = Granularity::Hourly.bucket_start(now);
@@ -280,7 +396,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         allow_incomplete: true,
         ..Default::default()
     };
-    let page = ProviderUsageClient::new(channel.clone())
+    let page = ProviderUsageClient::new(as_operator.clone())
         .list_subscriber_usage_aggregates(first_query)
         .await?
         .into_inner();
@@ -290,10 +406,10 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => format!("SQLite in {}", args.data_dir.display()),
     };
     println!();
-    println!("Tally demo: every service on {addr}, {data}");
+    println!("Tally demo: every service on {addr} (gRPC and REST), {data}");
     println!(
         "Simulated resource providers: {} tenants, {} subscriptions, {} resources (VMs, managed disks, blob storage, IP addresses)",
-        3,
+        TENANTS.len(),
         SUBSCRIPTIONS.len(),
         resources.len()
     );
@@ -303,6 +419,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tally.duplicates,
         late_hour.format("%Y-%m-%d %H:00 UTC")
     );
+    println!(
+        "Registered as pay-as-you-use with CSP multi-tenancy; Contoso is billed to its own subscription {CONTOSO_CUSTOMER_SUBSCRIPTION}."
+    );
     println!();
     println!(
         "First query: today's usage as reported so far (ProviderUsage, DAILY, allow_incomplete):"
@@ -311,13 +430,10 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "  {:<38} {:<16} {:<24} {:<10} {:>14}",
         "subscription", "resource", "meter", "usage day", "quantity"
     );
+    let catalog = tally_core::MeterCatalog::with_built_ins();
     for row in page.usage_aggregates.iter().take(12) {
         let meter = tally_core::parse_guid(&row.meter_id)
-            .and_then(|id| {
-                tally_core::MeterCatalog::with_built_ins()
-                    .get(&id)
-                    .map(|m| m.name.clone())
-            })
+            .and_then(|id| catalog.get(&id).map(|m| m.name.clone()))
             .unwrap_or_else(|| row.meter_id.clone());
         let day = row.usage_start_time.as_ref().map(|t| {
             chrono::DateTime::from_timestamp(t.seconds, 0)
@@ -346,16 +462,35 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         today.format("%Y-%m-%dT%H:%M:%SZ"),
         (today + Span::days(1)).format("%Y-%m-%dT%H:%M:%SZ"),
     );
+    let contoso = SUBSCRIPTIONS[0].1;
     println!();
-    println!("Explore it with grpcurl (reflection is on):");
-    println!("  grpcurl -plaintext {addr} list");
-    println!("  grpcurl -plaintext {addr} tally.usage.v1.UsageAdmin/GetPipelineStatus");
     println!(
-        "  grpcurl -plaintext -d '{{\"reported_start_time\":\"{start}\",\"reported_end_time\":\"{end}\",\"allow_incomplete\":true}}' {addr} tally.usage.v1.ProviderUsage/ListSubscriberUsageAggregates"
+        "Tokens (24 h; mint more with `tally token --role operator|tenant|... --data-dir {}`):",
+        args.data_dir.display()
+    );
+    println!("  export OPERATOR={operator_token}");
+    println!("  export TENANT={tenant_token}    # Contoso");
+    println!();
+    println!(
+        "Explore it with grpcurl (reflection is on; every call but health and reflection needs a token):"
+    );
+    println!("  grpcurl -plaintext {addr} list");
+    println!(
+        "  grpcurl -plaintext -H \"authorization: Bearer $OPERATOR\" {addr} tally.usage.v1.UsageAdmin/GetPipelineStatus"
     );
     println!(
-        "  grpcurl -plaintext -d '{{\"subscription_id\":\"{}\",\"reported_start_time\":\"{start}\",\"reported_end_time\":\"{end}\",\"aggregation_granularity\":\"AGGREGATION_GRANULARITY_HOURLY\",\"allow_incomplete\":true}}' {addr} tally.usage.v1.TenantUsage/ListUsageAggregates",
-        SUBSCRIPTIONS[0].1
+        "  grpcurl -plaintext -H \"authorization: Bearer $OPERATOR\" -d '{{\"reported_start_time\":\"{start}\",\"reported_end_time\":\"{end}\",\"allow_incomplete\":true}}' {addr} tally.usage.v1.ProviderUsage/ListSubscriberUsageAggregates"
+    );
+    println!(
+        "  grpcurl -plaintext -H \"authorization: Bearer $TENANT\" -d '{{\"subscription_id\":\"{contoso}\",\"reported_start_time\":\"{start}\",\"reported_end_time\":\"{end}\",\"aggregation_granularity\":\"AGGREGATION_GRANULARITY_HOURLY\",\"allow_incomplete\":true}}' {addr} tally.usage.v1.TenantUsage/ListUsageAggregates"
+    );
+    println!(
+        "  grpcurl -plaintext -H \"authorization: Bearer $OPERATOR\" -d '{{\"tenant_id\":\"{}\"}}' {addr} tally.registration.v1.Registration/ResolveBillingSubscription",
+        TENANTS[0].1
+    );
+    println!("Or with curl, through the Azure-compatible REST API:");
+    println!(
+        "  curl -H \"authorization: Bearer $TENANT\" 'http://{addr}/subscriptions/{contoso}/providers/Microsoft.Commerce/UsageAggregates?api-version=2015-06-01-preview&reportedStartTime={start}&reportedEndTime={end}&allowIncomplete=true'"
     );
     println!();
     println!("Providers keep posting the current hour's usage every 10 s. Ctrl-C stops.");

@@ -3,6 +3,7 @@
 
 pub mod cli;
 mod demo;
+mod keys;
 mod run;
 
 pub use run::{run, run_service};

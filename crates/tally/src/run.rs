@@ -14,7 +14,10 @@ fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,h2=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -63,6 +66,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Aggregator(args) => service(Service::Aggregator(args)).await,
             Command::Registration(args) => service(Service::Registration(args)).await,
             Command::Migrate(args) => migrate(args).await,
+            Command::Token(args) => crate::keys::token(args),
         }
     })
 }
@@ -73,6 +77,12 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir,
         database_url: args.database_url,
         fold_interval_ms: 0,
+        auth: crate::cli::AuthArgs {
+            secret_files: Vec::new(),
+            public_key_files: Vec::new(),
+            issuer: String::new(),
+            audience: String::new(),
+        },
     };
     let usage_url = serve.database_url("usage");
     prepare_sqlite_dir(&usage_url)?;
@@ -80,6 +90,12 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         .await
         .context("cannot migrate the usage database")?;
     println!("usage schema is up to date");
+    let registration_url = serve.database_url("registration");
+    prepare_sqlite_dir(&registration_url)?;
+    tally_store::RegistrationStore::open(&registration_url)
+        .await
+        .context("cannot migrate the registration database")?;
+    println!("registration schema is up to date");
     Ok(())
 }
 
@@ -93,9 +109,12 @@ async fn service(which: Service) -> anyhow::Result<()> {
     match which {
         Service::Gateway(args) => {
             let listener = bind("tally-gateway", args.listen).await?;
+            let auth = crate::keys::auth_config(&args.auth, &args.data_dir)?;
             tally_gateway::serve(
                 tally_gateway::Config {
                     aggregator_url: args.aggregator_url,
+                    registration_url: args.registration_url,
+                    auth,
                 },
                 listener,
                 shutdown_signal(),
@@ -139,12 +158,14 @@ fn prepare_sqlite_dir(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every service in one process: the gateway on `listener`, calling the aggregator in-process.
+/// Every service in one process: the gateway on `listener`, calling the aggregator and the
+/// registration service in-process.
 pub(crate) async fn serve_all(
     args: &ServeArgs,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let auth = crate::keys::auth_config(&args.auth, &args.data_dir)?;
     let usage_url = args.database_url("usage");
     prepare_sqlite_dir(&usage_url)?;
     let mut config = tally_aggregator::Config::new(usage_url);
@@ -154,12 +175,23 @@ pub(crate) async fn serve_all(
             .await
             .context("cannot open the usage database")?,
     );
+    let registration_url = args.database_url("registration");
+    prepare_sqlite_dir(&registration_url)?;
+    let registration = Arc::new(
+        tally_registration::RegistrationService::open(&registration_url)
+            .await
+            .context("cannot open the registration database")?,
+    );
     let (stop_folder, folder_stopped) = tokio::sync::oneshot::channel::<()>();
     let folder = tokio::spawn(aggregator.clone().run_folder(async {
         let _ = folder_stopped.await;
     }));
     let result = tally_gateway::serve_backends(
-        tally_gateway::Backends { usage: aggregator },
+        tally_gateway::Backends {
+            usage: aggregator,
+            registration,
+        },
+        auth,
         listener,
         shutdown,
     )

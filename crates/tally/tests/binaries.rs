@@ -58,6 +58,36 @@ fn start(binary: &str, args: &[&str]) -> (Process, SocketAddr) {
 
 const ANY_PORT: &str = "127.0.0.1:0";
 
+/// A signing key file in `dir`, and an operator token for it.
+fn key_and_token(dir: &std::path::Path) -> (String, String) {
+    let secret = "binaries-test-secret-0123456789abcdef";
+    let path = dir.join("test-signing.key");
+    std::fs::write(&path, secret).unwrap();
+    let now = Utc::now().timestamp();
+    let claims = tally_gateway::Claims {
+        iss: "tally".into(),
+        aud: "tally".into(),
+        sub: "binaries-test".into(),
+        exp: now + 3_600,
+        nbf: Some(now - 60),
+        iat: Some(now),
+        tid: None,
+        roles: vec!["Operator".into()],
+        provider_subscription_id: None,
+    };
+    (
+        path.display().to_string(),
+        tally_gateway::auth::mint(secret.as_bytes(), &claims).unwrap(),
+    )
+}
+
+fn with_token(channel: Channel, token: &str) -> tally_proto::bearer::AuthorizedChannel {
+    tonic::service::interceptor::InterceptedService::new(
+        channel,
+        tally_proto::bearer::Bearer::new(Some(token)),
+    )
+}
+
 async fn connect(addr: SocketAddr) -> Channel {
     let endpoint = Endpoint::from_shared(format!("http://{addr}")).unwrap();
     for _ in 0..300 {
@@ -107,6 +137,7 @@ async fn each_service_binary_runs_alone_and_reports_health() {
     );
     assert_serving(registration, &[""]).await;
 
+    let (key_file, token) = key_and_token(data.path());
     let (_g, gateway) = start(
         env!("CARGO_BIN_EXE_tally-gateway"),
         &[
@@ -116,11 +147,23 @@ async fn each_service_binary_runs_alone_and_reports_health() {
             &format!("http://{aggregator}"),
             "--registration-url",
             &format!("http://{registration}"),
+            "--jwt-secret-file",
+            &key_file,
         ],
     );
     assert_serving(gateway, &USAGE_SERVICES).await;
-    // The gateway really reaches the aggregator.
-    let status = UsageAdminClient::new(connect(gateway).await)
+    assert_serving(gateway, &tally_proto::registration_api::SERVICE_NAMES).await;
+    // The gateway really reaches both services behind it.
+    let tenants = tally_proto::registration::v1::tenancy_client::TenancyClient::new(with_token(
+        connect(gateway).await,
+        &token,
+    ))
+    .list_tenants(tally_proto::registration::v1::ListTenantsRequest::default())
+    .await
+    .unwrap()
+    .into_inner();
+    assert!(tenants.tenants.is_empty());
+    let status = UsageAdminClient::new(with_token(connect(gateway).await, &token))
         .get_pipeline_status(GetPipelineStatusRequest {})
         .await
         .unwrap()
@@ -177,17 +220,32 @@ async fn reflection_lists_the_services_to_the_real_grpcurl() {
         ],
     );
     assert_serving(addr, &[""]).await;
+    // `tally token` signs with the key `serve` created in its data folder.
+    let minted = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args([
+            "token",
+            "--role",
+            "operator",
+            "--data-dir",
+            data.path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        minted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&minted.stderr)
+    );
+    let authorization = format!(
+        "authorization: Bearer {}",
+        String::from_utf8_lossy(&minted.stdout).trim()
+    );
     let grpcurl = |args: &[&str]| {
         let out = Command::new("grpcurl")
             .arg("-plaintext")
             .args(args)
             .output()
             .expect("run grpcurl");
-        assert!(
-            out.status.success() || !out.stdout.is_empty(),
-            "grpcurl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
         (
             String::from_utf8_lossy(&out.stdout).to_string(),
             String::from_utf8_lossy(&out.stderr).to_string(),
@@ -203,13 +261,23 @@ async fn reflection_lists_the_services_to_the_real_grpcurl() {
     let (described, _) = grpcurl(&[&addr.to_string(), "describe", "tally.usage.v1.UsageRecord"]);
     assert!(described.contains("usage_start_time"), "{described}");
     let (status, _) = grpcurl(&[
+        "-H",
+        &authorization,
         &addr.to_string(),
         "tally.usage.v1.UsageAdmin/GetPipelineStatus",
     ]);
     assert!(status.contains("completeThrough"), "{status}");
+    let (_, refused) = grpcurl(&[
+        &addr.to_string(),
+        "tally.usage.v1.UsageAdmin/GetPipelineStatus",
+    ]);
+    assert!(
+        refused.contains("Unauthenticated") && refused.contains("MissingCredentials"),
+        "{refused}"
+    );
     // Errors decode to their reason and field through reflection.
     let out = Command::new("grpcurl")
-        .args(["-plaintext", "-d", r#"{"reported_start_time":"2026-01-01T00:30:00Z","reported_end_time":"2026-01-02T00:00:00Z"}"#, &addr.to_string(), "tally.usage.v1.ProviderUsage/ListSubscriberUsageAggregates"])
+        .args(["-plaintext", "-H", &authorization, "-d", r#"{"reported_start_time":"2026-01-01T00:30:00Z","reported_end_time":"2026-01-02T00:00:00Z"}"#, &addr.to_string(), "tally.usage.v1.ProviderUsage/ListSubscriberUsageAggregates"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -237,6 +305,7 @@ async fn kill_and_restart(backend: Backend) {
     };
     let (process, aggregator) = start_aggregator(ANY_PORT);
     let mut aggregator_process = Some(process);
+    let (key_file, token) = key_and_token(db.dir());
     let (_g, gateway) = start(
         env!("CARGO_BIN_EXE_tally-gateway"),
         &[
@@ -244,10 +313,12 @@ async fn kill_and_restart(backend: Backend) {
             ANY_PORT,
             "--aggregator-url",
             &format!("http://{aggregator}"),
+            "--jwt-secret-file",
+            &key_file,
         ],
     );
     assert_serving(aggregator, &USAGE_SERVICES).await;
-    let channel = connect(gateway).await;
+    let channel = with_token(connect(gateway).await, &token);
 
     let hour = Granularity::Hourly.bucket_start(Utc::now()) - Span::hours(1);
     const BATCHES: usize = 24;

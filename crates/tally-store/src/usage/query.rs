@@ -95,7 +95,11 @@ impl UsageStore {
         let subscription_keys = match &request.subscriptions {
             None => None,
             Some(ids) => {
-                let keys = self.subscription_keys(ids).await?;
+                let keys = if ids.is_empty() {
+                    Vec::new()
+                } else {
+                    self.subscription_keys(ids).await?
+                };
                 if keys.is_empty() {
                     return Ok(Page::default());
                 }
