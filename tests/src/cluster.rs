@@ -99,9 +99,26 @@ impl Identity {
     }
 }
 
-/// Signs `claims` with the cluster's key (or any other, to test refusals).
+/// The RS256 public key the gateway also accepts, and its private key (test fixtures).
+const RS256_PUBLIC_KEY: &[u8] = include_bytes!("../fixtures/rs256-public.pem");
+pub const RS256_PRIVATE_KEY: &[u8] = include_bytes!("../fixtures/rs256-private.pem");
+/// A private key the gateway does not know.
+pub const RS256_OTHER_PRIVATE_KEY: &[u8] = include_bytes!("../fixtures/rs256-other-private.pem");
+
+/// Signs `claims` with the cluster's HS256 key (or any other, to test refusals).
 pub fn sign(claims: &Claims, secret: Option<&[u8]>) -> String {
     tally_gateway::auth::mint(secret.unwrap_or(SECRET), claims).unwrap()
+}
+
+/// Signs `claims` with RS256 and `private_pem`.
+pub fn sign_rs256(claims: &Claims, private_pem: &[u8]) -> String {
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(private_pem).expect("a PEM RSA private key");
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+        claims,
+        &key,
+    )
+    .unwrap()
 }
 
 /// Generated clients for one caller.
@@ -244,7 +261,10 @@ impl Cluster {
                     usage,
                     registration,
                 },
-                AuthConfig::development(SECRET.to_vec()),
+                AuthConfig {
+                    public_keys_pem: vec![RS256_PUBLIC_KEY.to_vec()],
+                    ..AuthConfig::development(SECRET.to_vec())
+                },
                 listener,
                 async {
                     let _ = stopped.await;

@@ -5,8 +5,10 @@
 pub mod cluster;
 pub mod database;
 pub mod records;
+pub mod rest;
+pub mod world;
 
-pub use cluster::{Clients, Cluster, Identity, Topology, sign};
+pub use cluster::{Clients, Cluster, Identity, Topology, sign, sign_rs256};
 pub use database::{Backend, TestDatabase};
 
 /// Runs a scenario once on SQLite and once on PostgreSQL. The PostgreSQL variant is an ignored

@@ -1,11 +1,14 @@
 //! Contract tests: the services in-process on loopback, driven only through the generated gRPC
 //! clients, on SQLite and on PostgreSQL.
 
+mod access;
+mod csp;
 mod errors;
 mod exactness;
 mod ingestion;
 mod paging;
 mod recovery;
+mod rest;
 mod serving;
 mod windows;
 

@@ -270,7 +270,16 @@ async fn route(state: &RestState, request: Request) -> RestResult {
     let (parts, body) = request.into_parts();
     let params = Params::parse(parts.uri.query())?;
     let path = parts.uri.path().to_string();
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let decoded: Vec<String> = path
+        .trim_matches('/')
+        .split('/')
+        .map(|segment| {
+            percent_encoding::percent_decode_str(segment)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect();
+    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let lower: Vec<String> = segments.iter().map(|s| s.to_ascii_lowercase()).collect();
     let lower: Vec<&str> = lower.iter().map(String::as_str).collect();
     let context = Context {
