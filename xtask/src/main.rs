@@ -117,6 +117,15 @@ fn smoke() -> anyhow::Result<()> {
                 break addr.trim().to_string();
             }
         };
+        let minted = Command::new(&binary)
+            .args(["token", "--role", "operator", "--data-dir"])
+            .arg(&data)
+            .output()
+            .context("run tally token")?;
+        if !minted.status.success() {
+            bail!("tally token failed: {}", String::from_utf8_lossy(&minted.stderr));
+        }
+        let authorization = format!("authorization: Bearer {}", String::from_utf8_lossy(&minted.stdout).trim());
         let grpcurl = |args: &[&str]| -> anyhow::Result<String> {
             eprintln!("$ grpcurl -plaintext {}", args.join(" "));
             let out = Command::new("grpcurl")
@@ -156,6 +165,8 @@ fn smoke() -> anyhow::Result<()> {
             rfc3339(hour)
         );
         let posted = grpcurl(&[
+            "-H",
+            &authorization,
             "-d",
             &record,
             &addr,
@@ -171,6 +182,8 @@ fn smoke() -> anyhow::Result<()> {
             rfc3339(hour + TimeDelta::hours(1))
         );
         let rows = grpcurl(&[
+            "-H",
+            &authorization,
             "-d",
             &query,
             &addr,
