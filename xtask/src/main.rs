@@ -123,9 +123,15 @@ fn smoke() -> anyhow::Result<()> {
             .output()
             .context("run tally token")?;
         if !minted.status.success() {
-            bail!("tally token failed: {}", String::from_utf8_lossy(&minted.stderr));
+            bail!(
+                "tally token failed: {}",
+                String::from_utf8_lossy(&minted.stderr)
+            );
         }
-        let authorization = format!("authorization: Bearer {}", String::from_utf8_lossy(&minted.stdout).trim());
+        let authorization = format!(
+            "authorization: Bearer {}",
+            String::from_utf8_lossy(&minted.stdout).trim()
+        );
         let grpcurl = |args: &[&str]| -> anyhow::Result<String> {
             eprintln!("$ grpcurl -plaintext {}", args.join(" "));
             let out = Command::new("grpcurl")

@@ -24,7 +24,8 @@ use crate::{RowId, provider_rows};
 on_both_backends!(
     rest_and_grpc_agree_row_for_row,
     rest_errors_follow_section_5_2,
-    customer_subscriptions_over_rest
+    customer_subscriptions_over_rest,
+    every_role_meets_every_rest_route
 );
 
 const USAGE_API: &str = "api-version=2015-06-01-preview";
@@ -629,6 +630,108 @@ async fn customer_subscriptions_over_rest(backend: Backend) {
         (status, code(&body)),
         (StatusCode::BAD_REQUEST, "CustomerSubscriptionsNotAllowed"),
         "{body}"
+    );
+    cluster.stop().await;
+}
+
+/// Every REST route against every caller: allowed calls succeed, others get the right status and
+/// code and no data.
+async fn every_role_meets_every_rest_route(backend: Backend) {
+    let cluster = Cluster::start(backend, Topology::InProcess).await;
+    world::populate(&cluster).await;
+    let base = cluster.base_url();
+    let info = cluster
+        .operator()
+        .registration()
+        .get_registration(reg::GetRegistrationRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let day = Granularity::Daily.bucket_start(cluster.now());
+    let window = format!(
+        "{USAGE_API}&reportedStartTime={}&reportedEndTime={}",
+        z(day - Duration::days(1)),
+        z(day)
+    );
+    let mappings = format!(
+        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.AzureStack/registrations/{}/customerSubscriptions",
+        info.registration_subscription_id, info.resource_group, info.registration_name
+    );
+    let mapping = format!("{mappings}/d2d2d2d2-0000-4000-8000-000000000001?api-version=2017-06-01");
+    let tenant_usage = format!(
+        "/subscriptions/{OWNED_SUBSCRIPTION}/providers/Microsoft.Commerce/UsageAggregates?{window}"
+    );
+    let operator_usage = format!(
+        "/subscriptions/{PROVIDER_SUBSCRIPTION}/providers/Microsoft.Commerce.Admin/subscriberUsageAggregates?{window}"
+    );
+    const OK: u16 = 200;
+    const DENIED: u16 = 403;
+    const NO_TOKEN: u16 = 401;
+    // Columns: operator, resource provider, delegated provider, owner tenant, other tenant, anonymous.
+    let routes: Vec<(Method, String, [u16; 6])> = vec![
+        (
+            Method::GET,
+            tenant_usage,
+            [OK, DENIED, DENIED, OK, DENIED, NO_TOKEN],
+        ),
+        (
+            Method::GET,
+            operator_usage,
+            [OK, DENIED, OK, DENIED, DENIED, NO_TOKEN],
+        ),
+        (
+            Method::PUT,
+            mapping.clone(),
+            [201, DENIED, DENIED, DENIED, DENIED, NO_TOKEN],
+        ),
+        (
+            Method::GET,
+            format!("{mappings}?api-version=2017-06-01"),
+            [OK, DENIED, DENIED, DENIED, DENIED, NO_TOKEN],
+        ),
+        (
+            Method::GET,
+            mapping.clone(),
+            [OK, DENIED, DENIED, DENIED, DENIED, NO_TOKEN],
+        ),
+        (
+            Method::DELETE,
+            mapping,
+            [204, DENIED, DENIED, DENIED, DENIED, NO_TOKEN],
+        ),
+    ];
+    let callers: Vec<(&str, Option<String>)> = world::callers()
+        .into_iter()
+        .map(|(name, identity)| (name, identity.map(|i| sign(&i.claims(), None))))
+        .collect();
+    let body = json!({"properties": {"tenantId": OWNER_TENANT}});
+    let mut failures = Vec::new();
+    for (method, path, expected) in routes {
+        // Refused callers first: the operator's PUT and DELETE change what the others would see.
+        for column in (0..callers.len()).rev() {
+            let (name, token) = &callers[column];
+            let (status, response) =
+                call(&base, method.clone(), &path, token.as_deref(), Some(&body)).await;
+            if status.as_u16() != expected[column] {
+                failures.push(format!(
+                    "{method} {path} as {name}: expected {}, got {status} {response}",
+                    expected[column]
+                ));
+            }
+            if !status.is_success()
+                && (response.get("value").is_some() || response.get("error").is_none())
+            {
+                failures.push(format!(
+                    "{method} {path} as {name}: a refusal carried data: {response}"
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
     );
     cluster.stop().await;
 }
