@@ -36,6 +36,14 @@ enum Task {
     },
     /// Starts `tally serve` on a scratch data dir and exercises it with grpcurl.
     Smoke,
+    /// Benchmarks tally serve on SQLite and PostgreSQL (release build; --quick: a debug build at
+    /// a small scale, to check the harness). Extra arguments go to tally-bench.
+    Bench {
+        #[arg(long)]
+        quick: bool,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Applies every service's migrations to --database-url (or the SQLite files in --data-dir).
     Migrate {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -67,6 +75,7 @@ fn main() -> anyhow::Result<()> {
         Task::Demo { args } => tally("demo", &args),
         Task::Smoke => smoke(),
         Task::Migrate { args } => tally("migrate", &args),
+        Task::Bench { quick, args } => bench(quick, &args),
     }
 }
 
@@ -74,6 +83,29 @@ fn tally(command: &str, args: &[String]) -> anyhow::Result<()> {
     let mut all = vec!["run", "--package", "tally", "--bin", "tally", "--", command];
     all.extend(args.iter().map(String::as_str));
     cargo(&all)
+}
+
+fn bench(quick: bool, args: &[String]) -> anyhow::Result<()> {
+    let profile = if quick { "debug" } else { "release" };
+    let mut build = vec!["build", "--package", "tally", "--package", "tally-bench"];
+    if !quick {
+        build.push("--release");
+    }
+    cargo(&build)?;
+    let binary = root().join("target").join(profile).join("tally-bench");
+    let mut command = Command::new(&binary);
+    if quick {
+        command.arg("--quick");
+    }
+    let status = command
+        .args(args)
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("run {}", binary.display()))?;
+    if !status.success() {
+        bail!("tally-bench failed ({status})");
+    }
+    Ok(())
 }
 
 fn ci() -> anyhow::Result<()> {

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 
 pub use error::UsageError;
 pub use service::Aggregator;
@@ -70,25 +69,14 @@ pub async fn serve_aggregator(
         let _ = folder_stopped.await;
     }));
     let services = tally_proto::usage_api::UsageGrpc::services(aggregator);
-    let (health, health_service) = tonic_health::server::health_reporter();
-    for name in tally_proto::usage_api::SERVICE_NAMES {
-        health
-            .set_service_status(name, tonic_health::ServingStatus::Serving)
-            .await;
-    }
-    let result = tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(tally_proto::server::reflection_v1())
-        .add_service(tally_proto::server::reflection_v1alpha())
+    let mut routes =
+        tally_proto::server::standard_routes(&tally_proto::usage_api::SERVICE_NAMES).await;
+    routes
         .add_service(services.ingestion)
         .add_service(services.provider)
         .add_service(services.tenant)
-        .add_service(services.admin)
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
-        .await;
+        .add_service(services.admin);
+    let result = tally_proto::server::serve(routes.routes(), listener, shutdown, false).await;
     let _ = stop_folder.send(());
     let _ = folder.await;
     Ok(result?)

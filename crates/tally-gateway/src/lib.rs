@@ -16,7 +16,6 @@ use tally_proto::registration_api::{RegistrationApi, RegistrationClient, Registr
 use tally_proto::usage_api::{UsageApi, UsageClient, UsageGrpc};
 use tokio::net::TcpListener;
 use tonic::service::Routes;
-use tonic::transport::server::TcpIncoming;
 
 pub use auth::{AuthConfig, Caller, Claims, Role};
 pub use guard::OWNERSHIP_TTL;
@@ -98,20 +97,13 @@ pub async fn serve_backends(
 
     let usage = UsageGrpc::services(usage);
     let registration = RegistrationGrpc::services(registration);
-    let (health, health_service) = tonic_health::server::health_reporter();
-    for name in tally_proto::usage_api::SERVICE_NAMES
+    let serving: Vec<&str> = tally_proto::usage_api::SERVICE_NAMES
         .iter()
         .chain(&tally_proto::registration_api::SERVICE_NAMES)
-    {
-        health
-            .set_service_status(*name, tonic_health::ServingStatus::Serving)
-            .await;
-    }
-    let mut grpc = Routes::builder();
-    grpc.add_service(health_service)
-        .add_service(tally_proto::server::reflection_v1())
-        .add_service(tally_proto::server::reflection_v1alpha())
-        .add_service(usage.ingestion)
+        .copied()
+        .collect();
+    let mut grpc = tally_proto::server::standard_routes(&serving).await;
+    grpc.add_service(usage.ingestion)
         .add_service(usage.provider)
         .add_service(usage.tenant)
         .add_service(usage.admin)
@@ -125,13 +117,6 @@ pub async fn serve_backends(
             verifier,
             auth::authenticate,
         ));
-    tonic::transport::Server::builder()
-        .accept_http1(true)
-        .add_routes(Routes::from(router))
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
-        .await?;
+    tally_proto::server::serve(Routes::from(router), listener, shutdown, true).await?;
     Ok(())
 }

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use tonic::transport::{Channel, Endpoint};
-use tonic::{Request, Status};
+use tonic::Request;
+use tonic::transport::Channel;
 
 use crate::registration::v1::{
     registration_client::RegistrationClient as RegistrationStub,
@@ -14,7 +14,6 @@ use crate::registration::v1::{
     tenancy_server::{Tenancy, TenancyServer},
     *,
 };
-use crate::status;
 use crate::usage_api::Rpc;
 
 /// Declares the trait, its gRPC client, its `Arc` forwarding and the tonic services, one line
@@ -91,10 +90,7 @@ pub struct RegistrationClient {
 impl RegistrationClient {
     /// Connects on first use and reconnects after failures.
     pub fn connect_lazy(url: &str) -> Result<Self, tonic::transport::Error> {
-        let channel = Endpoint::from_shared(url.to_string())?
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .connect_lazy();
-        Ok(Self::new(channel))
+        Ok(Self::new(crate::server::lazy_channel(url)?))
     }
 
     pub fn new(channel: Channel) -> Self {
@@ -106,13 +102,7 @@ impl RegistrationClient {
 }
 
 fn remote<T>(result: Rpc<T>) -> Rpc<T> {
-    result.map_err(|s: Status| match (status::reason(&s), s.code()) {
-        (None, tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled) => {
-            tracing::warn!(error = %s, "registration service call failed");
-            status::unavailable("the registration service")
-        }
-        _ => s,
-    })
+    crate::server::remote("the registration service", result)
 }
 
 /// Serves any [`RegistrationApi`] as the Registration and Tenancy tonic services.

@@ -6,11 +6,10 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::MAX_MESSAGE_BYTES;
-use crate::status;
 use crate::usage::v1::{
     CreateMeterRequest, GetPipelineStatusRequest, ListMetersRequest, ListMetersResponse,
     ListSubscriberUsageAggregatesRequest, ListUsageAggregatesRequest, ListUsageAggregatesResponse,
@@ -61,10 +60,7 @@ impl UsageClient {
     /// A client that connects on first use and reconnects after failures, so a gateway can start
     /// before the aggregator does.
     pub fn connect_lazy(url: &str) -> Result<Self, tonic::transport::Error> {
-        let channel = Endpoint::from_shared(url.to_string())?
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .connect_lazy();
-        Ok(Self::new(channel))
+        Ok(Self::new(crate::server::lazy_channel(url)?))
     }
 
     pub fn new(channel: Channel) -> Self {
@@ -81,15 +77,8 @@ impl UsageClient {
     }
 }
 
-/// A transport failure (no ErrorInfo of ours) becomes the contract's ServiceUnavailable.
 fn remote<T>(result: Rpc<T>) -> Rpc<T> {
-    result.map_err(|s| match (status::reason(&s), s.code()) {
-        (None, tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled) => {
-            tracing::warn!(error = %s, "usage service call failed");
-            status::unavailable("the usage service")
-        }
-        _ => s,
-    })
+    crate::server::remote("the usage service", result)
 }
 
 #[tonic::async_trait]

@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use tally_proto::registration_api::RegistrationGrpc;
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 
 pub use error::RegistrationError;
 pub use service::RegistrationService;
@@ -50,22 +49,11 @@ pub async fn serve_service(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let services = RegistrationGrpc::services(service);
-    let (health, health_service) = tonic_health::server::health_reporter();
-    for name in tally_proto::registration_api::SERVICE_NAMES {
-        health
-            .set_service_status(name, tonic_health::ServingStatus::Serving)
-            .await;
-    }
-    tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(tally_proto::server::reflection_v1())
-        .add_service(tally_proto::server::reflection_v1alpha())
+    let mut routes =
+        tally_proto::server::standard_routes(&tally_proto::registration_api::SERVICE_NAMES).await;
+    routes
         .add_service(services.registration)
-        .add_service(services.tenancy)
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
-        .await?;
+        .add_service(services.tenancy);
+    tally_proto::server::serve(routes.routes(), listener, shutdown, false).await?;
     Ok(())
 }
