@@ -7,13 +7,17 @@ pub use sea_orm_migration::MigratorTrait;
 
 mod m20261127_000001_usage;
 mod m20261127_000002_registration;
+mod m20261127_000003_batch_usage_start;
 
 /// The usage service's tables (`usage_*`).
 pub struct UsageMigrator;
 
 impl MigratorTrait for UsageMigrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261127_000001_usage::Migration)]
+        vec![
+            Box::new(m20261127_000001_usage::Migration),
+            Box::new(m20261127_000003_batch_usage_start::Migration),
+        ]
     }
 
     fn migration_table_name() -> DynIden {

@@ -127,7 +127,7 @@ impl Aggregator {
             }
         }
         let batch = validate_batch(inputs, |m| self.store.meter(m).is_some(), now)?;
-        let outcome = self.store.ingest(&batch.records, now).await?;
+        let outcome = self.store.ingest(batch.records, now).await?;
         Ok(pb::PostUsageResponse {
             accepted: outcome.accepted,
             duplicates: outcome.duplicates + batch.repeated_in_batch,

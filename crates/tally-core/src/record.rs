@@ -93,10 +93,15 @@ impl UsageRecord {
     /// A 64-bit hash of everything but the event id: equal hashes under one event id mean a
     /// retry, different ones a conflict.
     pub fn content_hash(&self) -> i64 {
+        self.content_hash_with(&self.instance.fingerprint())
+    }
+
+    /// [`UsageRecord::content_hash`] for a caller that already has the instance fingerprint.
+    pub fn content_hash_with(&self, instance_fingerprint: &[u8; 16]) -> i64 {
         let mut h = Xxh3::new();
         h.update(self.subscription_id.as_bytes());
         h.update(self.meter_id.as_bytes());
-        h.update(&self.instance.fingerprint());
+        h.update(instance_fingerprint);
         h.update(&self.quantity.steps().to_le_bytes());
         h.update(&unix_nanos(self.usage_start).to_le_bytes());
         h.update(&unix_nanos(self.usage_end).to_le_bytes());

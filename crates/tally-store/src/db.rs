@@ -57,6 +57,7 @@ impl Database {
                 // FULL: a commit is on disk before the batch is acknowledged.
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(30))
+                .page_size(1024)
                 .pragma("cache_size", "-65536")
                 .pragma("temp_store", "memory")
                 .disable_statement_logging();

@@ -3,7 +3,7 @@
 
 use sea_orm::DbErr;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database unavailable: {0}")]
     Unavailable(DbErr),

@@ -1,12 +1,15 @@
 //! Folding: stored records into hourly and daily aggregates, each exactly once.
-
-use std::collections::HashMap;
+//!
+//! The database does the grouping and adding (`INSERT .. SELECT .. GROUP BY .. ON CONFLICT DO
+//! UPDATE`), so none of the records travels to the service; both backends run the same SQL.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, TransactionTrait, Value};
+use sea_orm::{
+    ConnectionTrait, DatabaseTransaction, DbBackend, Statement, TransactionTrait, Value,
+};
+use tally_core::Granularity;
 use tally_core::quantity::FRACTION_SCALE;
 use tally_core::time::{DAY_SECONDS, HOUR_SECONDS};
-use tally_core::{Granularity, Quantity};
 
 use super::ingest::ORDINAL_BITS;
 use super::{FOLD_LOCK, INGEST_LOCK, UsageStore, micros_to_utc, utc_to_micros};
@@ -16,8 +19,8 @@ use crate::sql::Sql;
 
 /// Batches examined per fold transaction, at most.
 const MAX_BATCHES_PER_FOLD: i64 = 2_000;
-/// Aggregate rows per upsert statement (7 parameters each).
-const UPSERT_ROWS_PER_STATEMENT: usize = 500;
+/// Batch ids per fold statement.
+const BATCHES_PER_STATEMENT: usize = 500;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FoldOutcome {
@@ -29,9 +32,6 @@ pub struct FoldOutcome {
     /// Whether unfolded batches remain after this fold.
     pub more: bool,
 }
-
-/// An aggregate cell: usage bucket, subscription, meter, instance, reported bucket.
-type Cell = (i64, i32, i32, i64, i64);
 
 impl UsageStore {
     /// Folds unfolded batches (up to about `max_records` records) and advances
@@ -85,68 +85,45 @@ impl UsageStore {
 
         let mut select = Sql::new(
             backend,
-            "SELECT id, reported_at, record_count FROM usage_batch WHERE folded = FALSE ORDER BY id LIMIT ",
+            "SELECT id, reported_at, record_count, min_usage_start FROM usage_batch \
+             WHERE folded = FALSE ORDER BY id LIMIT ",
         );
         select.bind(MAX_BATCHES_PER_FOLD);
-        let mut batches: Vec<(i64, i64)> = Vec::new();
-        let mut records_in_batches: u64 = 0;
+        let mut batches: Vec<i64> = Vec::new();
+        let mut records: u64 = 0;
         let mut more = false;
         for row in txn.query_all_raw(select.build()).await? {
             let count: i32 = row.try_get_by_index(2)?;
-            if !batches.is_empty() && records_in_batches + count as u64 > max_records {
+            if !batches.is_empty() && records + count as u64 > max_records {
                 more = true;
                 break;
             }
-            batches.push((row.try_get_by_index(0)?, row.try_get_by_index(1)?));
-            records_in_batches += count as u64;
-        }
-
-        let mut hourly: HashMap<Cell, Quantity> = HashMap::new();
-        let mut daily: HashMap<Cell, Quantity> = HashMap::new();
-        let mut records: u64 = 0;
-        let reported_of: HashMap<i64, i64> = batches.iter().copied().collect();
-        for (first, last) in runs(batches.iter().map(|(id, _)| *id)) {
-            let mut select = Sql::new(
-                backend,
-                "SELECT id, subscription_key, meter_key, instance_key, usage_start, qty_units, qty_frac \
-                 FROM usage_record WHERE id >= ",
-            );
-            select
-                .bind(first << ORDINAL_BITS)
-                .push(" AND id < ")
-                .bind((last + 1) << ORDINAL_BITS);
-            for row in txn.query_all_raw(select.build()).await? {
-                let id: i64 = row.try_get_by_index(0)?;
-                let reported_micros = reported_of[&(id >> ORDINAL_BITS)];
-                let reported_seconds = reported_micros.div_euclid(1_000_000);
-                let subscription: i32 = row.try_get_by_index(1)?;
-                let meter: i32 = row.try_get_by_index(2)?;
-                let instance: i64 = row.try_get_by_index(3)?;
-                let usage_seconds = row.try_get_by_index::<i64>(4)?.div_euclid(1_000_000_000);
-                let units: i64 = row.try_get_by_index(5)?;
-                let fraction: i64 = row.try_get_by_index(6)?;
-                let quantity = Quantity::from_parts(units as u128, fraction as u128);
-                let usage_hour = Granularity::Hourly.bucket_of(usage_seconds);
-                let reported_hour = Granularity::Hourly.bucket_of(reported_seconds);
-                let usage_day = Granularity::Daily.bucket_of(usage_seconds);
-                let reported_day = Granularity::Daily.bucket_of(reported_seconds);
-                *hourly
-                    .entry((usage_hour, subscription, meter, instance, reported_hour))
-                    .or_default() += quantity;
-                *daily
-                    .entry((usage_day, subscription, meter, instance, reported_day))
-                    .or_default() += quantity;
-                lateness_hourly = lateness_hourly.max(reported_hour - usage_hour);
-                lateness_daily = lateness_daily.max(reported_day - usage_day);
-                records += 1;
+            let id: i64 = row.try_get_by_index(0)?;
+            let reported = row.try_get_by_index::<i64>(1)?.div_euclid(1_000_000);
+            // A batch's latest record is its earliest usage: it sets how late records arrive.
+            let earliest = match row.try_get_by_index::<Option<i64>>(3)? {
+                Some(nanos) => nanos,
+                None => earliest_usage(&txn, backend, id).await?,
+            };
+            let usage = earliest.div_euclid(1_000_000_000);
+            for (granularity, lateness) in [
+                (Granularity::Hourly, &mut lateness_hourly),
+                (Granularity::Daily, &mut lateness_daily),
+            ] {
+                *lateness =
+                    (*lateness).max(granularity.bucket_of(reported) - granularity.bucket_of(usage));
             }
+            batches.push(id);
+            records += count as u64;
         }
-        upsert(&txn, backend, "usage_hourly", &hourly).await?;
-        upsert(&txn, backend, "usage_daily", &daily).await?;
 
-        for chunk in batches.chunks(1_000) {
+        for ids in batches.chunks(BATCHES_PER_STATEMENT) {
+            for (table, bucket) in [("usage_hourly", HOUR_SECONDS), ("usage_daily", DAY_SECONDS)] {
+                txn.execute_raw(fold_statement(backend, table, bucket, ids))
+                    .await?;
+            }
             let mut mark = Sql::new(backend, "UPDATE usage_batch SET folded = TRUE WHERE id IN ");
-            mark.bind_tuple(chunk.iter().map(|(id, _)| Value::BigInt(Some(*id))));
+            mark.bind_tuple(ids.iter().map(|id| Value::BigInt(Some(*id))));
             txn.execute_raw(mark.build()).await?;
         }
         let oldest_unfolded: Option<i64> = txn
@@ -177,7 +154,6 @@ impl UsageStore {
             .push(" WHERE id = 1");
         txn.execute_raw(update.build()).await?;
         txn.commit().await?;
-        debug_assert!(lateness_hourly % HOUR_SECONDS == 0 && lateness_daily % DAY_SECONDS == 0);
         Ok(FoldOutcome {
             batches: batches.len(),
             records,
@@ -208,73 +184,53 @@ impl UsageStore {
     }
 }
 
-/// Consecutive ids as inclusive ranges: `[1, 2, 3, 7]` gives `(1, 3), (7, 7)`.
-fn runs(ids: impl Iterator<Item = i64>) -> Vec<(i64, i64)> {
-    let mut runs: Vec<(i64, i64)> = Vec::new();
-    for id in ids {
-        match runs.last_mut() {
-            Some((_, last)) if *last + 1 == id => *last = id,
-            _ => runs.push((id, id)),
-        }
-    }
-    runs
+/// Adds the records of batches `ids` to `table`, grouped by the aggregate's key (usage bucket,
+/// subscription, meter, instance, reported bucket), carrying fractions into whole units exactly.
+fn fold_statement(backend: DbBackend, table: &str, bucket: i64, ids: &[i64]) -> Statement {
+    let usage_nanos = bucket * 1_000_000_000;
+    let reported_micros = bucket * 1_000_000;
+    let span = 1_i64 << ORDINAL_BITS;
+    let usage_bucket = format!("(r.usage_start / {usage_nanos}) * {bucket}");
+    let reported_bucket = format!("(b.reported_at / {reported_micros}) * {bucket}");
+    let mut sql = Sql::new(
+        backend,
+        &format!(
+            "INSERT INTO {table} (usage_bucket, subscription_key, meter_key, instance_key, reported_bucket, \
+             qty_units, qty_frac) \
+             SELECT {usage_bucket}, r.subscription_key, r.meter_key, r.instance_key, {reported_bucket}, \
+             CAST(SUM(r.qty_units) AS BIGINT) + CAST(SUM(r.qty_frac) AS BIGINT) / {FRACTION_SCALE}, \
+             CAST(SUM(r.qty_frac) AS BIGINT) % {FRACTION_SCALE} \
+             FROM usage_batch b JOIN usage_record r ON r.id >= b.id * {span} AND r.id < (b.id + 1) * {span} \
+             WHERE b.id IN "
+        ),
+    );
+    sql.bind_tuple(ids.iter().map(|id| Value::BigInt(Some(*id))));
+    sql.push(&format!(
+        " GROUP BY {usage_bucket}, r.subscription_key, r.meter_key, r.instance_key, {reported_bucket} \
+         ON CONFLICT (usage_bucket, subscription_key, meter_key, instance_key, reported_bucket) DO UPDATE SET \
+         qty_units = {table}.qty_units + excluded.qty_units + ({table}.qty_frac + excluded.qty_frac) / {FRACTION_SCALE}, \
+         qty_frac = ({table}.qty_frac + excluded.qty_frac) % {FRACTION_SCALE}"
+    ));
+    sql.build()
 }
 
-/// Adds `cells` to `table`, carrying fractions into units, exactly, in SQL both backends share.
-async fn upsert(
+/// The earliest usage time of a batch stored before batches kept it (see the migration).
+async fn earliest_usage(
     txn: &DatabaseTransaction,
     backend: DbBackend,
-    table: &str,
-    cells: &HashMap<Cell, Quantity>,
-) -> Result<(), StoreError> {
-    let mut cells: Vec<(&Cell, &Quantity)> = cells.iter().collect();
-    // Key order: fewer page splits, and one lock order across folders.
-    cells.sort_unstable_by_key(|(cell, _)| **cell);
-    for chunk in cells.chunks(UPSERT_ROWS_PER_STATEMENT) {
-        let mut insert = Sql::new(
-            backend,
-            &format!(
-                "INSERT INTO {table} (usage_bucket, subscription_key, meter_key, instance_key, \
-                 reported_bucket, qty_units, qty_frac) VALUES "
-            ),
-        );
-        for (i, (cell, quantity)) in chunk.iter().enumerate() {
-            if i > 0 {
-                insert.push(", ");
-            }
-            let units = i64::try_from(quantity.units())
-                .map_err(|_| StoreError::Corrupt("an aggregate exceeds 9.2e18 units".into()))?;
-            insert.bind_tuple([
-                Value::BigInt(Some(cell.0)),
-                Value::Int(Some(cell.1)),
-                Value::Int(Some(cell.2)),
-                Value::BigInt(Some(cell.3)),
-                Value::BigInt(Some(cell.4)),
-                Value::BigInt(Some(units)),
-                Value::BigInt(Some(quantity.fraction() as i64)),
-            ]);
-        }
-        insert.push(&format!(
-            " ON CONFLICT (usage_bucket, subscription_key, meter_key, instance_key, reported_bucket) \
-             DO UPDATE SET \
-             qty_units = {table}.qty_units + excluded.qty_units + ({table}.qty_frac + excluded.qty_frac) / {FRACTION_SCALE}, \
-             qty_frac = ({table}.qty_frac + excluded.qty_frac) % {FRACTION_SCALE}"
-        ));
-        txn.execute_raw(insert.build()).await?;
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::runs;
-
-    #[test]
-    fn runs_of_consecutive_ids() {
-        assert_eq!(
-            runs([1, 2, 3, 7, 9, 10].into_iter()),
-            vec![(1, 3), (7, 7), (9, 10)]
-        );
-        assert!(runs(std::iter::empty()).is_empty());
-    }
+    batch: i64,
+) -> Result<i64, StoreError> {
+    let mut select = Sql::new(
+        backend,
+        "SELECT MIN(usage_start) FROM usage_record WHERE id >= ",
+    );
+    select
+        .bind(batch << ORDINAL_BITS)
+        .push(" AND id < ")
+        .bind((batch + 1) << ORDINAL_BITS);
+    Ok(txn
+        .query_one_raw(select.build())
+        .await?
+        .and_then(|r| r.try_get_by_index::<Option<i64>>(0).ok().flatten())
+        .unwrap_or(0))
 }

@@ -1,11 +1,12 @@
 //! Ingestion: one batch in one transaction.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, TransactionTrait, Value};
 use tally_core::UsageRecord;
 use tally_core::record::unix_nanos;
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::{INGEST_LOCK, UsageStore, micros_to_utc, utc_to_micros};
@@ -13,9 +14,9 @@ use crate::db::Backend;
 use crate::error::StoreError;
 use crate::sql::Sql;
 
-/// Rows per multi-row INSERT: 10 columns x 500 stays under SQLite's and PostgreSQL's
-/// parameter limits and keeps statements cacheable.
-const RECORD_ROWS_PER_STATEMENT: usize = 500;
+/// Rows per multi-row INSERT: 10 columns x 1000 stays under SQLite's (32766) and PostgreSQL's
+/// (65535) parameter limits; a full batch is one statement.
+const RECORD_ROWS_PER_STATEMENT: usize = 1_000;
 const DICTIONARY_ROWS_PER_STATEMENT: usize = 200;
 /// Records of a batch occupy ids `batch_id << 14 | ordinal`; 2^14 > 10,000 records.
 pub(crate) const ORDINAL_BITS: u32 = 14;
@@ -38,24 +39,187 @@ struct RecordRow<'a> {
     instance: [u8; 16],
 }
 
+/// Dictionary keys a batch used, learned once its transaction commits.
+#[derive(Default)]
+pub(crate) struct Learned {
+    subscriptions: HashMap<Uuid, i32>,
+    instances: HashMap<[u8; 16], i64>,
+}
+
+/// A batch waiting for the SQLite writer.
+pub(crate) struct Job {
+    records: Vec<UsageRecord>,
+    now: DateTime<Utc>,
+    reply: oneshot::Sender<Result<IngestOutcome, StoreError>>,
+}
+
+/// Records one group commit takes at most; the rest wait for the next.
+const MAX_GROUP_RECORDS: usize = 32_000;
+
 impl UsageStore {
     /// Stores `records` (already validated and free of in-batch repeats) atomically. Records whose
     /// event id is stored with identical content count as duplicates; one stored with different
     /// content fails the whole batch with [`StoreError::EventIdConflict`] and stores nothing.
+    ///
+    /// On SQLite, batches arriving together share one transaction (group commit), each inside
+    /// its own savepoint, so a failed batch leaves the others intact and every acknowledged batch
+    /// is durable. On PostgreSQL each batch is a transaction; they run in parallel.
     pub async fn ingest(
         &self,
-        records: &[UsageRecord],
+        records: Vec<UsageRecord>,
         now: DateTime<Utc>,
     ) -> Result<IngestOutcome, StoreError> {
+        match self.db.backend() {
+            Backend::Sqlite => self.ingest_grouped(records, now).await,
+            Backend::Postgres => {
+                let txn = self.db.writer().begin().await?;
+                txn.execute_unprepared(&format!(
+                    "SELECT pg_advisory_xact_lock_shared({INGEST_LOCK})"
+                ))
+                .await?;
+                let (outcome, learned) = self.ingest_in(&txn, &records, now).await?;
+                if outcome.accepted == 0 {
+                    // Nothing new: leave no empty batch (and no new dictionary entry) behind.
+                    txn.rollback().await?;
+                } else {
+                    txn.commit().await?;
+                    self.learn(learned);
+                }
+                Ok(outcome)
+            }
+        }
+    }
+
+    /// Group commit: whoever holds the writer commits every batch queued so far.
+    async fn ingest_grouped(
+        &self,
+        records: Vec<UsageRecord>,
+        now: DateTime<Utc>,
+    ) -> Result<IngestOutcome, StoreError> {
+        let (reply, outcome) = oneshot::channel();
+        self.queue().push(Job {
+            records,
+            now,
+            reply,
+        });
+        {
+            let _writer = self.group_lock.lock().await;
+            loop {
+                let jobs = {
+                    let mut queue = self.queue();
+                    let mut taken = 0;
+                    let mut count = 0;
+                    for job in queue.iter() {
+                        if count > 0 && taken + job.records.len() > MAX_GROUP_RECORDS {
+                            break;
+                        }
+                        taken += job.records.len();
+                        count += 1;
+                    }
+                    queue.drain(..count).collect::<Vec<_>>()
+                };
+                if jobs.is_empty() {
+                    break;
+                }
+                self.commit_group(jobs).await;
+                // Our own batch may still be queued behind a full group.
+                if !outcome.is_empty() {
+                    break;
+                }
+            }
+        }
+        outcome
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Corrupt("a grouped batch was dropped".into())))
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, Vec<Job>> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn commit_group(&self, jobs: Vec<Job>) {
+        let txn = match self.db.writer().begin().await {
+            Ok(txn) => txn,
+            Err(e) => {
+                let e = StoreError::from(e);
+                for job in jobs {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+                return;
+            }
+        };
+        let mut done = Vec::with_capacity(jobs.len());
+        let mut learned = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let result = async {
+                let savepoint = txn.begin().await?;
+                match self.ingest_in(&savepoint, &job.records, job.now).await {
+                    Ok((outcome, keys)) => {
+                        if outcome.accepted == 0 {
+                            savepoint.rollback().await?;
+                        } else {
+                            savepoint.commit().await?;
+                            learned.push(keys);
+                        }
+                        Ok(outcome)
+                    }
+                    Err(e) => {
+                        savepoint.rollback().await?;
+                        Err(e)
+                    }
+                }
+            }
+            .await;
+            done.push((job.reply, result));
+        }
+        match txn.commit().await {
+            Ok(()) => {
+                for keys in learned {
+                    self.learn(keys);
+                }
+                for (reply, result) in done {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(e) => {
+                let e = StoreError::from(e);
+                for (reply, _) in done {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    fn learn(&self, learned: Learned) {
+        let mut dictionary = self.write_dictionary();
+        for (id, key) in learned.subscriptions {
+            dictionary.learn_subscription(id, key);
+        }
+        for (fingerprint, key) in learned.instances {
+            dictionary.learn_instance(fingerprint, key);
+        }
+    }
+
+    /// One batch inside `txn` (a transaction or a savepoint): the dictionary keys it needs, its
+    /// `usage_batch` row and its records.
+    async fn ingest_in(
+        &self,
+        txn: &DatabaseTransaction,
+        records: &[UsageRecord],
+        now: DateTime<Utc>,
+    ) -> Result<(IngestOutcome, Learned), StoreError> {
         let mut rows: Vec<RecordRow<'_>> = records
             .iter()
             .enumerate()
-            .map(|(index, record)| RecordRow {
-                index,
-                event_key: record.event_key(),
-                content_hash: record.content_hash(),
-                record,
-                instance: record.instance.fingerprint(),
+            .map(|(index, record)| {
+                let instance = record.instance.fingerprint();
+                RecordRow {
+                    index,
+                    event_key: record.event_key(),
+                    content_hash: record.content_hash_with(&instance),
+                    record,
+                    instance,
+                }
             })
             .collect();
         // One lock order for every transaction: no deadlocks between concurrent batches.
@@ -75,13 +239,6 @@ impl UsageStore {
         };
 
         let backend = self.db.db_backend();
-        let txn = self.db.writer().begin().await?;
-        if self.db.backend() == Backend::Postgres {
-            txn.execute_unprepared(&format!(
-                "SELECT pg_advisory_xact_lock_shared({INGEST_LOCK})"
-            ))
-            .await?;
-        }
         let horizon: i64 = txn
             .query_one_raw(
                 Sql::new(backend, "SELECT horizon FROM usage_pipeline WHERE id = 1").build(),
@@ -91,6 +248,11 @@ impl UsageStore {
             .try_get_by_index(0)?;
         // Never behind the horizon: a window already declared complete stays complete.
         let reported_at = utc_to_micros(now).max(horizon);
+        let min_usage_start = records
+            .iter()
+            .map(|r| unix_nanos(r.usage_start))
+            .min()
+            .unwrap_or(0);
 
         let subscriptions = self.intern_subscriptions(&txn, &rows).await?;
         let instances = self.intern_instances(&txn, &rows).await?;
@@ -98,21 +260,32 @@ impl UsageStore {
         let batch_id: i64 = {
             let mut insert = Sql::new(
                 backend,
-                "INSERT INTO usage_batch (reported_at, record_count, folded) VALUES (",
+                "INSERT INTO usage_batch (reported_at, record_count, folded, min_usage_start) VALUES (",
             );
             insert
                 .bind(reported_at)
                 .push(", ")
                 .bind(rows.len() as i32)
-                .push(", FALSE) RETURNING id");
-            txn.query_one_raw(insert.build())
-                .await?
-                .ok_or_else(|| StoreError::Corrupt("batch insert returned no id".into()))?
-                .try_get_by_index(0)?
+                .push(", FALSE, ")
+                .bind(min_usage_start)
+                .push(")");
+            match self.db.backend() {
+                // RETURNING costs SQLite a temporary table per statement; the rowid is at hand.
+                Backend::Sqlite => txn.execute_raw(insert.build()).await?.last_insert_id() as i64,
+                Backend::Postgres => {
+                    insert.push(" RETURNING id");
+                    txn.query_one_raw(insert.build())
+                        .await?
+                        .ok_or_else(|| StoreError::Corrupt("batch insert returned no id".into()))?
+                        .try_get_by_index(0)?
+                }
+            }
         };
 
-        let mut inserted: HashSet<i64> = HashSet::with_capacity(rows.len());
+        let mut inserted = 0usize;
+        let mut skipped: Vec<(&RecordRow<'_>, i64)> = Vec::new();
         for (chunk_no, chunk) in rows.chunks(RECORD_ROWS_PER_STATEMENT).enumerate() {
+            let first_id = batch_id << ORDINAL_BITS | (chunk_no * RECORD_ROWS_PER_STATEMENT) as i64;
             let mut insert = Sql::new(
                 backend,
                 "INSERT INTO usage_record (id, event_key, content_hash, subscription_key, meter_key, \
@@ -122,10 +295,9 @@ impl UsageStore {
                 if i > 0 {
                     insert.push(", ");
                 }
-                let ordinal = (chunk_no * RECORD_ROWS_PER_STATEMENT + i) as i64;
                 let quantity = row.record.quantity;
                 insert.bind_tuple([
-                    Value::BigInt(Some(batch_id << ORDINAL_BITS | ordinal)),
+                    Value::BigInt(Some(first_id + i as i64)),
                     Value::Bytes(Some(row.event_key.to_vec())),
                     Value::BigInt(Some(row.content_hash)),
                     Value::Int(Some(subscriptions[&row.record.subscription_id])),
@@ -137,36 +309,43 @@ impl UsageStore {
                     Value::BigInt(Some(quantity.fraction() as i64)),
                 ]);
             }
-            insert.push(" ON CONFLICT (event_key) DO NOTHING RETURNING id");
-            for row in txn.query_all_raw(insert.build()).await? {
-                inserted.insert(row.try_get_by_index::<i64>(0)?);
+            insert.push(" ON CONFLICT (event_key) DO NOTHING");
+            let affected = txn.execute_raw(insert.build()).await?.rows_affected() as usize;
+            inserted += affected;
+            if affected < chunk.len() {
+                // Some event ids were stored already: find which, and what they hold.
+                let stored = stored_events(&txn, backend, chunk).await?;
+                for (i, row) in chunk.iter().enumerate() {
+                    match stored.get(&row.event_key) {
+                        Some((id, _)) if *id == first_id + i as i64 => {}
+                        Some((_, hash)) => skipped.push((row, *hash)),
+                        None => {
+                            return Err(StoreError::Corrupt(
+                                "a skipped event id is not stored".into(),
+                            ));
+                        }
+                    }
+                }
             }
         }
-
-        let skipped: Vec<&RecordRow<'_>> = rows
+        if let Some((row, _)) = skipped
             .iter()
-            .enumerate()
-            .filter(|(ordinal, _)| {
-                !inserted.contains(&(batch_id << ORDINAL_BITS | *ordinal as i64))
-            })
-            .map(|(_, row)| row)
-            .collect();
-        if !skipped.is_empty() {
-            check_duplicates(&txn, backend, &skipped).await?;
+            .filter(|(row, stored_hash)| *stored_hash != row.content_hash)
+            .min_by_key(|(row, _)| row.index)
+        {
+            return Err(StoreError::EventIdConflict {
+                index: row.index,
+                event_id: row.record.event_id.clone(),
+            });
         }
-        let accepted = inserted.len() as u32;
+        let accepted = inserted as u32;
         let duplicates = skipped.len() as u32;
         let outcome = IngestOutcome {
             accepted,
             duplicates,
             reported_at: micros_to_utc(reported_at),
         };
-        if accepted == 0 {
-            // Nothing new: leave no empty batch (and no new dictionary entry) behind.
-            txn.rollback().await?;
-            return Ok(outcome);
-        }
-        if duplicates > 0 {
+        if duplicates > 0 && accepted > 0 {
             let mut update = Sql::new(backend, "UPDATE usage_batch SET record_count = ");
             update
                 .bind(accepted as i32)
@@ -174,16 +353,13 @@ impl UsageStore {
                 .bind(batch_id);
             txn.execute_raw(update.build()).await?;
         }
-        txn.commit().await?;
-        // Only committed keys are learned.
-        let mut dictionary = self.write_dictionary();
-        for (id, key) in subscriptions {
-            dictionary.learn_subscription(id, key);
-        }
-        for (fingerprint, key) in instances {
-            dictionary.learn_instance(fingerprint, key);
-        }
-        Ok(outcome)
+        Ok((
+            outcome,
+            Learned {
+                subscriptions,
+                instances,
+            },
+        ))
     }
 
     /// Keys for every subscription of the batch, inserting the new ones.
@@ -314,43 +490,30 @@ impl UsageStore {
     }
 }
 
-/// The records the insert skipped have a stored event id: the same content is a duplicate,
-/// anything else a conflict that fails the batch.
-async fn check_duplicates(
+/// The stored id and content hash of each of `chunk`'s event ids that is stored.
+async fn stored_events(
     txn: &DatabaseTransaction,
     backend: DbBackend,
-    skipped: &[&RecordRow<'_>],
-) -> Result<(), StoreError> {
-    let mut stored: HashMap<[u8; 16], i64> = HashMap::with_capacity(skipped.len());
-    for chunk in skipped.chunks(RECORD_ROWS_PER_STATEMENT) {
-        let mut select = Sql::new(
-            backend,
-            "SELECT event_key, content_hash FROM usage_record WHERE event_key IN ",
-        );
-        select.bind_tuple(
-            chunk
-                .iter()
-                .map(|r| Value::Bytes(Some(r.event_key.to_vec()))),
-        );
-        for row in txn.query_all_raw(select.build()).await? {
-            let key: Vec<u8> = row.try_get_by_index(0)?;
-            let key: [u8; 16] = key
-                .try_into()
-                .map_err(|_| StoreError::Corrupt("event key is not 16 bytes".into()))?;
-            stored.insert(key, row.try_get_by_index(1)?);
-        }
+    chunk: &[RecordRow<'_>],
+) -> Result<HashMap<[u8; 16], (i64, i64)>, StoreError> {
+    let mut select = Sql::new(
+        backend,
+        "SELECT event_key, id, content_hash FROM usage_record WHERE event_key IN ",
+    );
+    select.bind_tuple(
+        chunk
+            .iter()
+            .map(|r| Value::Bytes(Some(r.event_key.to_vec()))),
+    );
+    let mut stored = HashMap::with_capacity(chunk.len());
+    for row in txn.query_all_raw(select.build()).await? {
+        let key: Vec<u8> = row.try_get_by_index(0)?;
+        let key: [u8; 16] = key
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("event key is not 16 bytes".into()))?;
+        stored.insert(key, (row.try_get_by_index(1)?, row.try_get_by_index(2)?));
     }
-    let first_conflict = skipped
-        .iter()
-        .filter(|row| stored.get(&row.event_key) != Some(&row.content_hash))
-        .min_by_key(|row| row.index);
-    match first_conflict {
-        Some(row) => Err(StoreError::EventIdConflict {
-            index: row.index,
-            event_id: row.record.event_id.clone(),
-        }),
-        None => Ok(()),
-    }
+    Ok(stored)
 }
 
 fn to_json(map: &BTreeMap<String, String>) -> String {

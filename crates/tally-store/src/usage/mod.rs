@@ -49,6 +49,9 @@ pub struct PipelineCounts {
 pub struct UsageStore {
     db: Database,
     dictionary: RwLock<Dictionary>,
+    /// SQLite group commit: batches waiting for the writer, and the writer's turn.
+    queue: std::sync::Mutex<Vec<ingest::Job>>,
+    group_lock: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for UsageStore {
@@ -73,6 +76,8 @@ impl UsageStore {
         let store = UsageStore {
             db,
             dictionary: RwLock::new(Dictionary::default()),
+            queue: std::sync::Mutex::new(Vec::new()),
+            group_lock: tokio::sync::Mutex::new(()),
         };
         store.seed_built_in_meters().await?;
         store.reload_meters().await?;
