@@ -254,8 +254,8 @@ impl UsageStore {
             .min()
             .unwrap_or(0);
 
-        let subscriptions = self.intern_subscriptions(&txn, &rows).await?;
-        let instances = self.intern_instances(&txn, &rows).await?;
+        let subscriptions = self.intern_subscriptions(txn, &rows).await?;
+        let instances = self.intern_instances(txn, &rows).await?;
 
         let batch_id: i64 = {
             let mut insert = Sql::new(
@@ -314,7 +314,7 @@ impl UsageStore {
             inserted += affected;
             if affected < chunk.len() {
                 // Some event ids were stored already: find which, and what they hold.
-                let stored = stored_events(&txn, backend, chunk).await?;
+                let stored = stored_events(txn, backend, chunk).await?;
                 for (i, row) in chunk.iter().enumerate() {
                     match stored.get(&row.event_key) {
                         Some((id, _)) if *id == first_id + i as i64 => {}
