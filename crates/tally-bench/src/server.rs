@@ -40,7 +40,10 @@ impl Server {
             .arg("--jwt-secret-file")
             .arg(key_file)
             .args(["--fold-interval-ms", &fold_interval_ms.to_string()])
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("TALLY_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         if let Some(url) = database_url {

@@ -4,8 +4,6 @@
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -190,38 +188,46 @@ impl<A: UsageApi + ?Sized> UsageIngestion for UsageGrpc<A> {
         self.api.post_usage(request).await
     }
 
-    type StreamUsageStream = ReceiverStream<Result<PostUsageResponse, Status>>;
+    type StreamUsageStream =
+        std::pin::Pin<Box<dyn futures::Stream<Item = Result<PostUsageResponse, Status>> + Send>>;
 
-    /// Each message is one atomic batch, handled in order; the first failure ends the stream, so
-    /// a client knows exactly which batches were acknowledged.
+    /// Each message is one atomic batch. Up to [`STREAM_PIPELINE_DEPTH`] batches of a stream are
+    /// stored concurrently (so SQLite can commit them together), and answered in order; the
+    /// first failure ends the stream. Batches after a failure may already be stored: they were
+    /// not acknowledged, and retrying them is idempotent.
     async fn stream_usage(
         &self,
         request: Request<Streaming<PostUsageRequest>>,
     ) -> Rpc<Self::StreamUsageStream> {
-        let (metadata, extensions, mut inbound) = request.into_parts();
+        use futures::StreamExt as _;
+        let (metadata, extensions, inbound) = request.into_parts();
         let api = self.api.clone();
-        let (tx, rx) = mpsc::channel(2);
-        tokio::spawn(async move {
-            loop {
-                let batch = match inbound.message().await {
-                    Ok(Some(batch)) => batch,
-                    Ok(None) => break,
-                    Err(e) => {
-                        let _ = tx.send(Err(e)).await;
-                        break;
+        let responses = inbound
+            .map(move |message| {
+                let api = api.clone();
+                let request = message
+                    .map(|batch| Request::from_parts(metadata.clone(), extensions.clone(), batch));
+                async move {
+                    match request {
+                        Ok(request) => api.post_usage(request).await.map(Response::into_inner),
+                        Err(status) => Err(status),
                     }
-                };
-                let request = Request::from_parts(metadata.clone(), extensions.clone(), batch);
-                let result = api.post_usage(request).await.map(Response::into_inner);
-                let failed = result.is_err();
-                if tx.send(result).await.is_err() || failed {
-                    break;
                 }
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+            })
+            .buffered(STREAM_PIPELINE_DEPTH)
+            .scan(false, |failed, result| {
+                if *failed {
+                    return std::future::ready(None);
+                }
+                *failed = result.is_err();
+                std::future::ready(Some(result))
+            });
+        Ok(Response::new(Box::pin(responses)))
     }
 }
+
+/// Batches of one stream in flight at once.
+pub const STREAM_PIPELINE_DEPTH: usize = 8;
 
 #[tonic::async_trait]
 impl<A: UsageApi + ?Sized> ProviderUsage for UsageGrpc<A> {

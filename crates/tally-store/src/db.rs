@@ -59,6 +59,7 @@ impl Database {
                 .busy_timeout(Duration::from_secs(30))
                 .page_size(1024)
                 .pragma("cache_size", "-65536")
+                .pragma("wal_autocheckpoint", "65536")
                 .pragma("temp_store", "memory")
                 .disable_statement_logging();
             let writer = SqlitePoolOptions::new()

@@ -13,6 +13,7 @@ on_both_backends!(
     a_conflicting_event_id_fails_the_whole_batch,
     stream_usage_acknowledges_each_batch_in_order,
     the_server_assigns_reported_time,
+    concurrent_batches_fail_alone,
 );
 
 async fn duplicates_change_nothing(backend: Backend) {
@@ -182,5 +183,78 @@ async fn the_server_assigns_reported_time(backend: Backend) {
         .unwrap()
         .into_inner();
     assert_eq!(r.reported_time.unwrap().seconds, cluster.now().timestamp());
+    cluster.stop().await;
+}
+
+/// Batches stored together (SQLite commits concurrent batches in one transaction) still succeed
+/// or fail alone: a conflicting batch among them stores nothing, the others everything.
+async fn concurrent_batches_fail_alone(backend: Backend) {
+    let cluster = Cluster::start(backend, Topology::InProcess).await;
+    let hour = tally_core::Granularity::Hourly.bucket_start(cluster.now()) - Duration::hours(1);
+    cluster
+        .ingestion()
+        .post_usage(batch(vec![record(
+            "taken",
+            SUB_A,
+            meters::BASE_VM_SIZE_HOURS,
+            "vm0",
+            "1",
+            hour,
+        )]))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for b in 0..12 {
+        let mut ingestion = cluster.ingestion();
+        let mut records: Vec<_> = (0..300)
+            .map(|i| {
+                record(
+                    &format!("c{b}-{i}"),
+                    SUB_A,
+                    meters::BASE_VM_SIZE_HOURS,
+                    &format!("vm{}", i % 7),
+                    "0.5",
+                    hour,
+                )
+            })
+            .collect();
+        if b == 5 {
+            // Same event id as the stored one, other content.
+            records.push(record(
+                "taken",
+                SUB_B,
+                meters::BASE_VM_SIZE_HOURS,
+                "vm0",
+                "9",
+                hour,
+            ));
+        }
+        tasks.push(tokio::spawn(async move {
+            ingestion.post_usage(batch(records)).await
+        }));
+    }
+    let mut accepted = 0;
+    for (b, task) in tasks.into_iter().enumerate() {
+        match task.await.unwrap() {
+            Ok(r) => accepted += r.into_inner().accepted,
+            Err(e) => {
+                assert_eq!(b, 5, "only the conflicting batch fails: {e:?}");
+                assert_eq!(status::reason(&e).as_deref(), Some("EventIdConflict"));
+            }
+        }
+    }
+    assert_eq!(accepted, 11 * 300);
+    let end = hour + Duration::hours(2);
+    cluster.settle_at(end).await;
+    let status = cluster
+        .admin()
+        .get_pipeline_status(GetPipelineStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.records_stored, 1 + 11 * 300);
+    let rows = provider_rows(&cluster, hour, end, AggregationGranularity::Hourly).await;
+    let total: tally_core::Quantity = rows.values().copied().sum();
+    assert_eq!(total, q("1651"), "1 + 11 x 300 x 0.5");
     cluster.stop().await;
 }

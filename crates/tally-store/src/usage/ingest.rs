@@ -96,41 +96,44 @@ impl UsageStore {
         records: Vec<UsageRecord>,
         now: DateTime<Utc>,
     ) -> Result<IngestOutcome, StoreError> {
-        let (reply, outcome) = oneshot::channel();
+        let (reply, mut outcome) = oneshot::channel();
         self.queue().push(Job {
             records,
             now,
             reply,
         });
-        {
-            let _writer = self.group_lock.lock().await;
-            loop {
-                let jobs = {
-                    let mut queue = self.queue();
-                    let mut taken = 0;
-                    let mut count = 0;
-                    for job in queue.iter() {
-                        if count > 0 && taken + job.records.len() > MAX_GROUP_RECORDS {
-                            break;
-                        }
-                        taken += job.records.len();
-                        count += 1;
+        let dropped = || StoreError::Corrupt("a grouped batch was dropped".into());
+        loop {
+            // Whoever takes the writer commits every queued batch; a batch committed by
+            // someone else's group returns at once, without queueing for the writer itself.
+            tokio::select! {
+                biased;
+                result = &mut outcome => return result.unwrap_or_else(|_| Err(dropped())),
+                _writer = self.group_lock.lock() => {
+                    let jobs = self.take_group();
+                    if jobs.is_empty() {
+                        // Ours is in a group being committed right now.
+                        return (&mut outcome).await.unwrap_or_else(|_| Err(dropped()));
                     }
-                    queue.drain(..count).collect::<Vec<_>>()
-                };
-                if jobs.is_empty() {
-                    break;
-                }
-                self.commit_group(jobs).await;
-                // Our own batch may still be queued behind a full group.
-                if !outcome.is_empty() {
-                    break;
+                    self.commit_group(jobs).await;
                 }
             }
         }
-        outcome
-            .await
-            .unwrap_or_else(|_| Err(StoreError::Corrupt("a grouped batch was dropped".into())))
+    }
+
+    /// The queued batches, oldest first, up to [`MAX_GROUP_RECORDS`] records (at least one).
+    fn take_group(&self) -> Vec<Job> {
+        let mut queue = self.queue();
+        let mut taken = 0;
+        let mut count = 0;
+        for job in queue.iter() {
+            if count > 0 && taken + job.records.len() > MAX_GROUP_RECORDS {
+                break;
+            }
+            taken += job.records.len();
+            count += 1;
+        }
+        queue.drain(..count).collect()
     }
 
     fn queue(&self) -> std::sync::MutexGuard<'_, Vec<Job>> {
@@ -138,6 +141,11 @@ impl UsageStore {
     }
 
     async fn commit_group(&self, jobs: Vec<Job>) {
+        tracing::debug!(
+            batches = jobs.len(),
+            records = jobs.iter().map(|j| j.records.len()).sum::<usize>(),
+            "group commit"
+        );
         let txn = match self.db.writer().begin().await {
             Ok(txn) => txn,
             Err(e) => {
