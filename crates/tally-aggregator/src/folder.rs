@@ -25,6 +25,7 @@ impl Aggregator {
 
     /// Folds until nothing reported before now is left unfolded (or another instance is at it).
     pub async fn fold_pending(&self) -> Result<(), tally_store::StoreError> {
+        let mut folded = 0;
         loop {
             let outcome = self
                 .store
@@ -37,7 +38,11 @@ impl Aggregator {
                     "folded"
                 );
             }
+            folded += outcome.records;
             if !outcome.ran || !outcome.more {
+                if folded > 0 {
+                    self.store.checkpoint().await?;
+                }
                 return Ok(());
             }
         }

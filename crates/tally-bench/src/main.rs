@@ -62,6 +62,9 @@ struct Args {
         default_value = "postgres://postgres@127.0.0.1:5432/test"
     )]
     postgres_url: String,
+    /// Keep the scratch data folder (and PostgreSQL databases) for inspection.
+    #[arg(long)]
+    keep: bool,
     /// Where to write the JSON results.
     #[arg(long, default_value = "bench-results/bench.json")]
     out: PathBuf,
@@ -302,6 +305,15 @@ async fn query(
         }
         request.continuation_token = page.continuation_token;
     }
+    if std::env::var("TALLY_BENCH_DEBUG").is_ok() {
+        let slow: Vec<_> = latencies
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.as_millis() > 30)
+            .map(|(i, l)| (i, l.as_millis()))
+            .collect();
+        eprintln!("{granularity:?} slow pages (index, ms): {slow:?}");
+    }
     latencies.sort();
     Ok(latencies)
 }
@@ -431,10 +443,17 @@ async fn run_backend(
         })
     }
     .await;
-    for name in scratch {
-        drop_postgres(&args.postgres_url, &name).await;
+    if args.keep {
+        eprintln!(
+            "[{backend}] kept {} and databases {scratch:?}",
+            dir.display()
+        );
+    } else {
+        for name in scratch {
+            drop_postgres(&args.postgres_url, &name).await;
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
-    let _ = std::fs::remove_dir_all(&dir);
     result
 }
 

@@ -163,6 +163,18 @@ impl UsageStore {
         })
     }
 
+    /// When the fold has caught up, moves SQLite's write-ahead log into the database, so readers
+    /// do not search a long log for every page (PostgreSQL checkpoints on its own).
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        if self.db.backend() == Backend::Sqlite {
+            self.db
+                .writer()
+                .execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)")
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Records `now` as the horizon once no ingest is in flight, so every later ingest gets a
     /// reported time at or after it.
     async fn publish_horizon(&self, now: DateTime<Utc>) -> Result<(), StoreError> {

@@ -106,71 +106,115 @@ impl UsageStore {
                 Some(keys)
             }
         };
+        // Rows after the cursor, as ranges every index can seek to: the rest of the cursor's
+        // instance list, meter, subscription and usage bucket, then the buckets after it.
+        // (A single row-value comparison would make SQLite scan the cursor's whole bucket.)
+        let after: Vec<(&str, Vec<i64>)> = match request.after {
+            None => vec![("", vec![])],
+            Some(c) => vec![
+                (
+                    " AND usage_bucket = ? AND subscription_key = ? AND meter_key = ? AND instance_key > ?",
+                    vec![
+                        c.usage_bucket,
+                        c.subscription_key,
+                        c.meter_key,
+                        c.instance_key,
+                    ],
+                ),
+                (
+                    " AND usage_bucket = ? AND subscription_key = ? AND meter_key > ?",
+                    vec![c.usage_bucket, c.subscription_key, c.meter_key],
+                ),
+                (
+                    " AND usage_bucket = ? AND subscription_key > ?",
+                    vec![c.usage_bucket, c.subscription_key],
+                ),
+                (" AND usage_bucket > ?", vec![c.usage_bucket]),
+            ],
+        };
         let backend = self.db.db_backend();
-        let mut sql = Sql::new(
-            backend,
-            &format!(
-                "SELECT usage_bucket, subscription_key, meter_key, instance_key, \
-                 CAST(SUM(qty_units) AS BIGINT), CAST(SUM(qty_frac) AS BIGINT) FROM {table} WHERE "
-            ),
-        );
-        // Usage never follows its report, and never precedes it by more than the largest
-        // lateness folded so far: this bounds the scan to the window's own neighbourhood.
-        sql.push("usage_bucket >= ")
-            .bind(request.reported_start - lateness)
-            .push(" AND usage_bucket < ")
-            .bind(request.reported_end)
-            .push(" AND reported_bucket >= ")
-            .bind(request.reported_start)
-            .push(" AND reported_bucket < ")
-            .bind(request.reported_end);
-        if let Some(keys) = &subscription_keys {
-            if keys.len() == 1 {
-                sql.push(" AND subscription_key = ").bind(keys[0]);
-            } else {
-                sql.push(" AND subscription_key IN ")
-                    .bind_tuple(keys.iter().map(|k| Value::Int(Some(*k))));
+        let wanted = request.limit + 1;
+        let mut raw = Vec::with_capacity(wanted);
+        for (condition, values) in after {
+            if raw.len() == wanted {
+                break;
             }
-        }
-        if let Some(after) = request.after {
-            sql.push(" AND (usage_bucket, subscription_key, meter_key, instance_key) > ")
-                .bind_tuple([
-                    Value::BigInt(Some(after.usage_bucket)),
-                    Value::BigInt(Some(after.subscription_key)),
-                    Value::BigInt(Some(after.meter_key)),
-                    Value::BigInt(Some(after.instance_key)),
-                ]);
-        }
-        sql.push(
-            " GROUP BY usage_bucket, subscription_key, meter_key, instance_key \
-             ORDER BY usage_bucket, subscription_key, meter_key, instance_key LIMIT ",
-        )
-        .bind(request.limit as i64 + 1);
-
-        let mut raw = Vec::with_capacity(request.limit + 1);
-        for row in self.db.reader().query_all_raw(sql.build()).await? {
-            let key = RowKey {
-                usage_bucket: row.try_get_by_index(0)?,
-                subscription_key: row.try_get_by_index::<i32>(1)? as i64,
-                meter_key: row.try_get_by_index::<i32>(2)? as i64,
-                instance_key: row.try_get_by_index(3)?,
-            };
-            let units: i64 = row.try_get_by_index(4)?;
-            let fraction: i64 = row.try_get_by_index(5)?;
-            raw.push((key, Quantity::from_parts(units as u128, fraction as u128)));
+            // The page's rows with their instance data, in one query.
+            let mut sql = Sql::new(
+                backend,
+                &format!(
+                    "SELECT p.usage_bucket, p.subscription_key, p.meter_key, p.instance_key, p.units, p.fraction, \
+                     i.resource_uri, i.location, i.tags, i.additional_info FROM (\
+                     SELECT usage_bucket, subscription_key, meter_key, instance_key, \
+                     CAST(SUM(qty_units) AS BIGINT) AS units, CAST(SUM(qty_frac) AS BIGINT) AS fraction \
+                     FROM {table} WHERE "
+                ),
+            );
+            // Usage never follows its report, and never precedes it by more than the largest
+            // lateness folded so far: this bounds the scan to the window's own neighbourhood.
+            sql.push("usage_bucket >= ")
+                .bind(request.reported_start - lateness)
+                .push(" AND usage_bucket < ")
+                .bind(request.reported_end)
+                .push(" AND reported_bucket >= ")
+                .bind(request.reported_start)
+                .push(" AND reported_bucket < ")
+                .bind(request.reported_end);
+            if let Some(keys) = &subscription_keys {
+                if keys.len() == 1 {
+                    sql.push(" AND subscription_key = ").bind(keys[0]);
+                } else {
+                    sql.push(" AND subscription_key IN ")
+                        .bind_tuple(keys.iter().map(|k| Value::Int(Some(*k))));
+                }
+            }
+            let mut parts = condition.split('?');
+            sql.push(parts.next().unwrap_or_default());
+            for (value, text) in values.into_iter().zip(parts) {
+                sql.bind(value).push(text);
+            }
+            sql.push(
+                " GROUP BY usage_bucket, subscription_key, meter_key, instance_key \
+                 ORDER BY usage_bucket, subscription_key, meter_key, instance_key LIMIT ",
+            )
+            .bind((wanted - raw.len()) as i64)
+            .push(
+                ") p JOIN usage_instance i ON i.key = p.instance_key \
+                 ORDER BY p.usage_bucket, p.subscription_key, p.meter_key, p.instance_key",
+            );
+            for row in self.db.reader().query_all_raw(sql.build()).await? {
+                let key = RowKey {
+                    usage_bucket: row.try_get_by_index(0)?,
+                    subscription_key: row.try_get_by_index::<i32>(1)? as i64,
+                    meter_key: row.try_get_by_index::<i32>(2)? as i64,
+                    instance_key: row.try_get_by_index(3)?,
+                };
+                let units: i64 = row.try_get_by_index(4)?;
+                let fraction: i64 = row.try_get_by_index(5)?;
+                let tags: String = row.try_get_by_index(8)?;
+                let info: String = row.try_get_by_index(9)?;
+                let instance = InstanceData {
+                    resource_uri: row.try_get_by_index(6)?,
+                    location: row.try_get_by_index(7)?,
+                    tags: from_json(&tags)?,
+                    additional_info: from_json(&info)?,
+                };
+                raw.push((
+                    key,
+                    Quantity::from_parts(units as u128, fraction as u128),
+                    instance,
+                ));
+            }
         }
         let more = raw.len() > request.limit;
         raw.truncate(request.limit);
 
-        let instances = self
-            .instances(raw.iter().map(|(k, _)| k.instance_key))
-            .await?;
         let subscription_ids = self
-            .subscription_ids(raw.iter().map(|(k, _)| k.subscription_key as i32))
+            .subscription_ids(raw.iter().map(|(k, _, _)| k.subscription_key as i32))
             .await?;
         let step = request.granularity.seconds();
         let mut rows = Vec::with_capacity(raw.len());
-        for (key, quantity) in raw {
+        for (key, quantity, instance) in raw {
             let meter_id = self
                 .read_dictionary()
                 .meter_id(key.meter_key as i32)
@@ -184,9 +228,7 @@ impl UsageStore {
                 usage_start: seconds(key.usage_bucket),
                 usage_end: seconds(key.usage_bucket + step),
                 quantity,
-                instance: instances.get(&key.instance_key).cloned().ok_or_else(|| {
-                    StoreError::Corrupt(format!("instance {} is unknown", key.instance_key))
-                })?,
+                instance,
             });
         }
         Ok(Page { rows, more })
@@ -274,37 +316,6 @@ impl UsageStore {
             )));
         }
         Ok(ids)
-    }
-
-    async fn instances(
-        &self,
-        keys: impl Iterator<Item = i64>,
-    ) -> Result<HashMap<i64, InstanceData>, StoreError> {
-        let mut keys: Vec<i64> = keys.collect();
-        keys.sort_unstable();
-        keys.dedup();
-        let mut instances = HashMap::with_capacity(keys.len());
-        for chunk in keys.chunks(500) {
-            let mut select = Sql::new(
-                self.db.db_backend(),
-                "SELECT key, resource_uri, location, tags, additional_info FROM usage_instance WHERE key IN ",
-            );
-            select.bind_tuple(chunk.iter().map(|k| Value::BigInt(Some(*k))));
-            for row in self.db.reader().query_all_raw(select.build()).await? {
-                let tags: String = row.try_get_by_index(3)?;
-                let info: String = row.try_get_by_index(4)?;
-                instances.insert(
-                    row.try_get_by_index::<i64>(0)?,
-                    InstanceData {
-                        resource_uri: row.try_get_by_index(1)?,
-                        location: row.try_get_by_index(2)?,
-                        tags: from_json(&tags)?,
-                        additional_info: from_json(&info)?,
-                    },
-                );
-            }
-        }
-        Ok(instances)
     }
 }
 
