@@ -25,7 +25,6 @@ impl Aggregator {
 
     /// Folds until nothing reported before now is left unfolded (or another instance is at it).
     pub async fn fold_pending(&self) -> Result<(), tally_store::StoreError> {
-        let mut folded = 0;
         loop {
             let outcome = self
                 .store
@@ -38,10 +37,9 @@ impl Aggregator {
                     "folded"
                 );
             }
-            folded += outcome.records;
             if !outcome.ran || !outcome.more {
-                if folded > 0 {
-                    self.store.checkpoint().await?;
+                if outcome.ran {
+                    self.store.maintain().await?;
                 }
                 return Ok(());
             }

@@ -5,7 +5,9 @@
 //! load generator (this process) streaming batches of 1000 to `tally serve` over several streams,
 //! with folding held back; (3) fold, the server restarted to fold the backlog; (4) freshness, from
 //! a batch's acknowledgement to its visibility in an `allow_incomplete` query while load goes on;
-//! (5) query latency of full 1000-row provider pages; (6) the server's peak RSS.
+//! (5) fill: more records streamed with folding on, until `--stored` records are held (measured
+//! too: ingest and fold sharing the machine); (6) query latency of full 1000-row provider pages;
+//! (7) the server's peak RSS.
 
 mod limit;
 mod report;
@@ -46,9 +48,12 @@ struct Args {
     /// A small scale that runs in seconds: checks the harness, not the figures.
     #[arg(long)]
     quick: bool,
-    /// Records to ingest (and to hold for the query figures).
+    /// Records to ingest with folding held back (and to bulk-insert for the storage limit).
     #[arg(long)]
     records: Option<usize>,
+    /// Records stored before the query figures are taken (the rest are streamed with folding on).
+    #[arg(long)]
+    stored: Option<usize>,
     /// Concurrent StreamUsage streams.
     #[arg(long, default_value_t = 4)]
     streams: usize,
@@ -107,16 +112,17 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[index.min(sorted.len() - 1)]
 }
 
-/// Streams records `[0, total)` over `streams` concurrent StreamUsage streams; returns the wall
-/// time until the last acknowledgement.
+/// Streams records `[from, total)` over `streams` concurrent StreamUsage streams; returns the
+/// wall time until the last acknowledgement.
 async fn ingest(
     addr: &str,
     workload: Arc<Workload>,
+    from: usize,
     total: usize,
     streams: usize,
 ) -> anyhow::Result<Duration> {
     let batches = total.div_ceil(BATCH);
-    let next = Arc::new(AtomicUsize::new(0));
+    let next = Arc::new(AtomicUsize::new(from / BATCH));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..streams {
@@ -153,8 +159,8 @@ async fn ingest(
     for task in tasks {
         acknowledged += task.await??;
     }
-    if acknowledged as usize != total {
-        bail!("{acknowledged} records acknowledged of {total}");
+    if acknowledged as usize != total - from {
+        bail!("{acknowledged} records acknowledged of {}", total - from);
     }
     Ok(started.elapsed())
 }
@@ -320,6 +326,7 @@ async fn query(
 
 struct Scale {
     records: usize,
+    stored: usize,
     samples: usize,
     pages: usize,
 }
@@ -368,6 +375,7 @@ async fn run_backend(
             (limit, Some(serve))
         }
     };
+    let began = Instant::now();
     let result = async {
         eprintln!(
             "[{backend}] storage limit: bulk insert of {} rows",
@@ -388,21 +396,45 @@ async fn run_backend(
         );
         let started = Utc::now();
         let server = Server::start(&dir, serve_url.as_deref(), &key_file, 24 * 3_600 * 1_000)?;
-        let ingest_time =
-            ingest(&server.addr, workload.clone(), scale.records, args.streams).await?;
+        let ingest_time = ingest(
+            &server.addr,
+            workload.clone(),
+            0,
+            scale.records,
+            args.streams,
+        )
+        .await?;
         let ingest_rss = server.peak_rss_mib();
         server.stop()?;
 
         eprintln!("[{backend}] fold: restart with folding on");
         let server = Server::start(&dir, serve_url.as_deref(), &key_file, 250)?;
-        let (fold_rate, stored) = fold(&server.addr).await?;
+        let (fold_rate, _) = fold(&server.addr).await?;
         let fold_rss = server.peak_rss_mib();
 
         eprintln!(
             "[{backend}] freshness: {} probes under background load",
             scale.samples
         );
-        let fresh = freshness(&server.addr, workload.clone(), scale.records, scale.samples).await?;
+        // Probes and their background load use records past everything else.
+        let fresh = freshness(&server.addr, workload.clone(), scale.stored, scale.samples).await?;
+
+        let fill = scale.stored.saturating_sub(scale.records);
+        eprintln!(
+            "[{backend}] fill: {fill} more records, {} streams, folding on",
+            args.streams
+        );
+        let fill_time = ingest(
+            &server.addr,
+            workload.clone(),
+            scale.records,
+            scale.stored.max(scale.records),
+            args.streams,
+        )
+        .await?;
+        fold(&server.addr).await?;
+        let fill_rate = fill as f64 / fill_time.as_secs_f64().max(1e-3);
+        let stored = pipeline(&server.addr).await?.records_stored;
 
         eprintln!("[{backend}] query: full pages over {stored} stored records");
         let daily = query(
@@ -429,6 +461,7 @@ async fn run_backend(
             ingest_records_per_second: scale.records as f64 / ingest_time.as_secs_f64(),
             storage_limit_rows_per_second: storage_limit,
             fold_records_per_second: fold_rate,
+            fill_records_per_second: fill_rate,
             freshness_p50_ms: percentile(&fresh, 0.5).as_secs_f64() * 1e3,
             freshness_p99_ms: percentile(&fresh, 0.99).as_secs_f64() * 1e3,
             freshness_samples: fresh.len(),
@@ -440,6 +473,7 @@ async fn run_backend(
             records_stored: status.records_stored,
             peak_rss_ingest_mib: ingest_rss,
             peak_rss_fold_mib: fold_rss.max(rss),
+            run_seconds: began.elapsed().as_secs_f64(),
         })
     }
     .await;
@@ -468,12 +502,14 @@ fn main() -> anyhow::Result<()> {
     let scale = if args.quick {
         Scale {
             records: args.records.unwrap_or(60_000),
+            stored: args.stored.unwrap_or(100_000),
             samples: 20,
             pages: 20,
         }
     } else {
         Scale {
-            records: args.records.unwrap_or(10_000_000),
+            records: args.records.unwrap_or(2_000_000),
+            stored: args.stored.unwrap_or(10_000_000),
             samples: 200,
             pages: 300,
         }

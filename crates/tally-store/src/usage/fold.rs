@@ -3,6 +3,8 @@
 //! The database does the grouping and adding (`INSERT .. SELECT .. GROUP BY .. ON CONFLICT DO
 //! UPDATE`), so none of the records travels to the service; both backends run the same SQL.
 
+use std::sync::atomic::Ordering;
+
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ConnectionTrait, DatabaseTransaction, DbBackend, Statement, TransactionTrait, Value,
@@ -21,6 +23,8 @@ use crate::sql::Sql;
 const MAX_BATCHES_PER_FOLD: i64 = 2_000;
 /// Batch ids per fold statement.
 const BATCHES_PER_STATEMENT: usize = 500;
+/// Records folded before PostgreSQL's statistics are worth refreshing, at least.
+const ANALYZE_MIN_RECORDS: u64 = 10_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FoldOutcome {
@@ -66,6 +70,9 @@ impl UsageStore {
                     more: true,
                 });
             }
+            // Room to group a fold's records in memory rather than spill them to disk.
+            txn.execute_unprepared("SET LOCAL work_mem = '64MB'")
+                .await?;
         }
         let state = txn
             .query_one_raw(
@@ -154,6 +161,9 @@ impl UsageStore {
             .push(" WHERE id = 1");
         txn.execute_raw(update.build()).await?;
         txn.commit().await?;
+        self.folded_since_analyze
+            .fetch_add(records, Ordering::Relaxed);
+        self.unchecked_writes.store(true, Ordering::Relaxed);
         Ok(FoldOutcome {
             batches: batches.len(),
             records,
@@ -163,14 +173,41 @@ impl UsageStore {
         })
     }
 
-    /// When the fold has caught up, moves SQLite's write-ahead log into the database, so readers
-    /// do not search a long log for every page (PostgreSQL checkpoints on its own).
-    pub async fn checkpoint(&self) -> Result<(), StoreError> {
-        if self.db.backend() == Backend::Sqlite {
-            self.db
-                .writer()
-                .execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)")
-                .await?;
+    /// Housekeeping, called whenever the fold has caught up. SQLite: once ingestion pauses (no
+    /// group commit since the previous call), moves the write-ahead log into the database, so
+    /// readers do not search a long log for every page; while batches keep coming the writer is
+    /// better spent on them, and the automatic checkpoint bounds the log. PostgreSQL: refreshes the
+    /// planner's statistics once the tables grew by a tenth (as autoanalyze would; it may be
+    /// off), because without them a page query sorts the whole window instead of walking the
+    /// index.
+    pub async fn maintain(&self) -> Result<(), StoreError> {
+        match self.db.backend() {
+            Backend::Sqlite => {
+                let commits = self.group_commits.load(Ordering::Relaxed);
+                let idle = self.group_commits_seen.swap(commits, Ordering::Relaxed) == commits;
+                if idle && self.unchecked_writes.swap(false, Ordering::Relaxed) {
+                    self.db
+                        .writer()
+                        .execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)")
+                        .await?;
+                }
+            }
+            Backend::Postgres => {
+                let since = self.folded_since_analyze.load(Ordering::Relaxed);
+                let before = self.folded_at_analyze.load(Ordering::Relaxed);
+                if since >= ANALYZE_MIN_RECORDS && since >= before / 10 {
+                    self.folded_since_analyze
+                        .fetch_sub(since, Ordering::Relaxed);
+                    self.folded_at_analyze.fetch_add(since, Ordering::Relaxed);
+                    self.db
+                        .writer()
+                        .execute_unprepared(
+                            "ANALYZE usage_record, usage_batch, usage_hourly, usage_daily",
+                        )
+                        .await?;
+                    tracing::debug!(records = before + since, "analyzed the usage tables");
+                }
+            }
         }
         Ok(())
     }

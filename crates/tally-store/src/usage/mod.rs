@@ -17,6 +17,7 @@ mod ingest;
 mod query;
 
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use chrono::{DateTime, TimeZone, Utc};
 use sea_orm::ConnectionTrait;
@@ -52,6 +53,14 @@ pub struct UsageStore {
     /// SQLite group commit: batches waiting for the writer, and the writer's turn.
     queue: std::sync::Mutex<Vec<ingest::Job>>,
     group_lock: tokio::sync::Mutex<()>,
+    /// PostgreSQL planner statistics: records folded since the last ANALYZE, and then in all.
+    folded_since_analyze: AtomicU64,
+    folded_at_analyze: AtomicU64,
+    /// SQLite: group commits so far, and as of the previous idle check; whether anything was
+    /// written since the last checkpoint.
+    group_commits: AtomicU64,
+    group_commits_seen: AtomicU64,
+    unchecked_writes: AtomicBool,
 }
 
 impl std::fmt::Debug for UsageStore {
@@ -78,6 +87,11 @@ impl UsageStore {
             dictionary: RwLock::new(Dictionary::default()),
             queue: std::sync::Mutex::new(Vec::new()),
             group_lock: tokio::sync::Mutex::new(()),
+            folded_since_analyze: AtomicU64::new(0),
+            folded_at_analyze: AtomicU64::new(0),
+            group_commits: AtomicU64::new(0),
+            group_commits_seen: AtomicU64::new(0),
+            unchecked_writes: AtomicBool::new(false),
         };
         store.seed_built_in_meters().await?;
         store.reload_meters().await?;
