@@ -67,6 +67,10 @@ struct Args {
         default_value = "postgres://postgres@127.0.0.1:5432/test"
     )]
     postgres_url: String,
+    /// Fold interval while filling up to --stored: longer than a live deployment's, so the
+    /// fold takes the writer for large steps rather than interleaving small ones with ingest.
+    #[arg(long, default_value_t = 2_000)]
+    fill_fold_interval_ms: u64,
     /// Keep the scratch data folder (and PostgreSQL databases) for inspection.
     #[arg(long)]
     keep: bool,
@@ -221,18 +225,48 @@ async fn freshness(
             anyhow::Ok(())
         })
     };
-    // Each probe is a resource of its own, so probe k is visible once the probe subscription has
-    // k rows.
-    let probe = uuid::Uuid::from_u128(0x9b0b_e000_0000_4000_8000_0000_0000_0001)
+    // Probe chains run side by side, each with a subscription of its own; each probe is a
+    // resource of its own, so a chain's probe k is visible once its subscription has k rows.
+    let mut chains = Vec::new();
+    for chain in 0..PROBE_CHAINS {
+        let addr = addr.to_string();
+        let workload = workload.clone();
+        let probes = samples.div_ceil(PROBE_CHAINS);
+        chains.push(tokio::spawn(async move {
+            probe_chain(&addr, &workload, chain, probes).await
+        }));
+    }
+    let mut latencies = Vec::with_capacity(samples);
+    for chain in chains {
+        latencies.extend(chain.await??);
+    }
+    running.store(false, Ordering::Relaxed);
+    background.await??;
+    latencies.sort();
+    Ok(latencies)
+}
+
+/// Probe chains measured at once: a probe waits for a fold, so one chain would spend most of the
+/// run waiting.
+const PROBE_CHAINS: usize = 4;
+
+/// `probes` probes one after another on probe subscription `chain`; their latencies.
+async fn probe_chain(
+    addr: &str,
+    workload: &Workload,
+    chain: usize,
+    probes: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    let probe = uuid::Uuid::from_u128(0x9b0b_e000_0000_4000_8000_0000_0000_0001 + chain as u128)
         .hyphenated()
         .to_string();
     let mut ingestion = UsageIngestionClient::new(channel(addr, "ResourceProvider").await?);
     let mut tenant = TenantUsageClient::new(channel(addr, "Operator").await?);
-    let mut latencies = Vec::with_capacity(samples);
-    for k in 1..=samples {
+    let mut latencies = Vec::with_capacity(probes);
+    for k in 1..=probes {
         let hour = Granularity::Hourly.bucket_start(Utc::now()) - Span::hours(1);
         let mut record = workload.record(0);
-        record.event_id = format!("probe-{k}");
+        record.event_id = format!("probe-{chain}-{k}");
         record.subscription_id = probe.clone();
         record.resource_uri = format!(
             "/subscriptions/{probe}/resourceGroups/probe/providers/Microsoft.Compute/virtualMachines/probe-{k}"
@@ -262,15 +296,12 @@ async fn freshness(
                 break;
             }
             if since.elapsed() > Duration::from_secs(30) {
-                bail!("probe {k} never became visible");
+                bail!("probe {chain}-{k} never became visible");
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         latencies.push(since.elapsed());
     }
-    running.store(false, Ordering::Relaxed);
-    background.await??;
-    latencies.sort();
     Ok(latencies)
 }
 
@@ -419,11 +450,21 @@ async fn run_backend(
         // Probes and their background load use records past everything else.
         let fresh = freshness(&server.addr, workload.clone(), scale.stored, scale.samples).await?;
 
+        let fresh_rss = server.peak_rss_mib();
+        server.stop()?;
+
         let fill = scale.stored.saturating_sub(scale.records);
         eprintln!(
-            "[{backend}] fill: {fill} more records, {} streams, folding on",
-            args.streams
+            "[{backend}] fill: {fill} more records, {} streams, folding every {}s",
+            args.streams,
+            args.fill_fold_interval_ms as f64 / 1e3
         );
+        let server = Server::start(
+            &dir,
+            serve_url.as_deref(),
+            &key_file,
+            args.fill_fold_interval_ms,
+        )?;
         let fill_time = ingest(
             &server.addr,
             workload.clone(),
@@ -472,7 +513,7 @@ async fn run_backend(
             query_pages: daily.len() + hourly.len(),
             records_stored: status.records_stored,
             peak_rss_ingest_mib: ingest_rss,
-            peak_rss_fold_mib: fold_rss.max(rss),
+            peak_rss_fold_mib: fold_rss.max(fresh_rss).max(rss),
             run_seconds: began.elapsed().as_secs_f64(),
         })
     }
