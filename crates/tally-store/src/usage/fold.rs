@@ -177,9 +177,10 @@ impl UsageStore {
     /// group commit since the previous call), moves the write-ahead log into the database, so
     /// readers do not search a long log for every page; while batches keep coming the writer is
     /// better spent on them, and the automatic checkpoint bounds the log. PostgreSQL: refreshes the
-    /// planner's statistics once the tables grew by a tenth (as autoanalyze would; it may be
-    /// off), because without them a page query sorts the whole window instead of walking the
-    /// index.
+    /// planner's statistics (as autoanalyze would; it may be off), because without them a page
+    /// query sorts the whole window instead of walking the index: after the first
+    /// [`ANALYZE_MIN_RECORDS`] folded, then whenever those folded since the last ANALYZE reach a
+    /// tenth of those folded before it (counted from start-up).
     pub async fn maintain(&self) -> Result<(), StoreError> {
         match self.db.backend() {
             Backend::Sqlite => {

@@ -536,8 +536,8 @@ fn insert_values(
     insert.build()
 }
 
-/// PostgreSQL: `INSERT .. SELECT FROM UNNEST(arrays)` of `chunk`, ids from `first_id`. Ten
-/// parameters instead of ten per row: far less to bind and plan than a long VALUES list.
+/// PostgreSQL: `INSERT .. SELECT FROM UNNEST(arrays)` of `chunk`, ids from `first_id`: ten
+/// parameters however long the batch, so a batch is one statement (PostgreSQL allows 65,535).
 fn insert_unnest(
     backend: DbBackend,
     first_id: i64,
