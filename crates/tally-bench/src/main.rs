@@ -343,13 +343,18 @@ async fn query(
         request.continuation_token = page.continuation_token;
     }
     if std::env::var("TALLY_BENCH_DEBUG").is_ok() {
-        let slow: Vec<_> = latencies
+        let mut slow: Vec<_> = latencies
             .iter()
             .enumerate()
-            .filter(|(_, l)| l.as_millis() > 30)
-            .map(|(i, l)| (i, l.as_millis()))
+            .map(|(i, l)| (l.as_micros() / 100, i))
             .collect();
-        eprintln!("{granularity:?} slow pages (index, ms): {slow:?}");
+        slow.sort_unstable_by(|a, b| b.cmp(a));
+        let slow: Vec<_> = slow
+            .iter()
+            .take(10)
+            .map(|(tenths, i)| format!("#{i}: {:.1} ms", *tenths as f64 / 10.0))
+            .collect();
+        eprintln!("{granularity:?} slowest pages: {}", slow.join(", "));
     }
     latencies.sort();
     Ok(latencies)
