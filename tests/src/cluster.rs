@@ -14,7 +14,7 @@ use tally_proto::registration::v1::{
 };
 use tally_proto::registration_api::{RegistrationApi, RegistrationClient as RemoteRegistration};
 use tally_proto::usage::v1::{
-    GetPipelineStatusRequest, provider_usage_client::ProviderUsageClient,
+    GetPipelineStatusRequest, PipelineStatus, provider_usage_client::ProviderUsageClient,
     tenant_usage_client::TenantUsageClient, usage_admin_client::UsageAdminClient,
     usage_ingestion_client::UsageIngestionClient,
 };
@@ -375,6 +375,15 @@ impl Cluster {
 
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
+    }
+
+    /// GetPipelineStatus through the gateway, as an operator.
+    pub async fn pipeline_status(&self) -> PipelineStatus {
+        self.admin()
+            .get_pipeline_status(GetPipelineStatusRequest {})
+            .await
+            .expect("GetPipelineStatus")
+            .into_inner()
     }
 
     /// Moves the clock to `time` and waits until everything reported before it is folded.

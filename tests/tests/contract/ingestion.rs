@@ -4,7 +4,7 @@ use chrono::Duration;
 use tally_contract_tests::records::{SUB_A, SUB_B, batch, meters, record};
 use tally_contract_tests::{Backend, Cluster, Topology, on_both_backends};
 use tally_proto::status;
-use tally_proto::usage::v1::{AggregationGranularity, GetPipelineStatusRequest};
+use tally_proto::usage::v1::AggregationGranularity;
 
 use crate::{provider_rows, q};
 
@@ -67,12 +67,7 @@ async fn duplicates_change_nothing(backend: Backend) {
     let rows = provider_rows(&cluster, hour, end, AggregationGranularity::Hourly).await;
     let quantities: Vec<String> = rows.values().map(|q| q.to_string()).collect();
     assert_eq!(quantities, ["1.25", "2", "3.5"], "{rows:?}");
-    let status = cluster
-        .admin()
-        .get_pipeline_status(GetPipelineStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let status = cluster.pipeline_status().await;
     assert_eq!((status.records_stored, status.records_pending_fold), (4, 0));
     cluster.stop().await;
 }
@@ -246,12 +241,7 @@ async fn concurrent_batches_fail_alone(backend: Backend) {
     assert_eq!(accepted, 11 * 300);
     let end = hour + Duration::hours(2);
     cluster.settle_at(end).await;
-    let status = cluster
-        .admin()
-        .get_pipeline_status(GetPipelineStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let status = cluster.pipeline_status().await;
     assert_eq!(status.records_stored, 1 + 11 * 300);
     let rows = provider_rows(&cluster, hour, end, AggregationGranularity::Hourly).await;
     let total: tally_core::Quantity = rows.values().copied().sum();

@@ -6,7 +6,7 @@ use tally_contract_tests::{Backend, Cluster, Topology, on_both_backends};
 use tally_core::{Granularity, Quantity};
 use tally_proto::status;
 use tally_proto::usage::v1::AggregationGranularity::Hourly;
-use tally_proto::usage::v1::{GetPipelineStatusRequest, PostUsageRequest};
+use tally_proto::usage::v1::PostUsageRequest;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -95,12 +95,7 @@ async fn killing_the_aggregator_mid_stream_loses_and_double_counts_nothing(backe
 
     let end = hour + Duration::hours(2);
     cluster.settle_at(end).await;
-    let status = cluster
-        .admin()
-        .get_pipeline_status(GetPipelineStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let status = cluster.pipeline_status().await;
     assert_eq!(status.records_stored, (BATCHES * PER_BATCH) as u64);
     let rows = provider_rows(&cluster, hour, end, Hourly).await;
     assert_eq!(rows.len(), 80);
