@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
+use sea_orm::sea_query::ArrayType;
 use sea_orm::{
     ConnectionTrait, DatabaseTransaction, DbBackend, Statement, TransactionTrait, Value,
 };
@@ -503,6 +504,37 @@ struct RecordKeys<'a> {
 const RECORD_COLUMNS: &str = "id, event_key, content_hash, subscription_key, meter_key, \
      instance_key, usage_start, usage_end, qty_units, qty_frac";
 
+/// Each column of [`RECORD_COLUMNS`] as a PostgreSQL array: its element type and cast.
+const RECORD_ARRAYS: [(ArrayType, &str); 10] = [
+    (ArrayType::BigInt, "int8[]"),
+    (ArrayType::Bytes, "bytea[]"),
+    (ArrayType::BigInt, "int8[]"),
+    (ArrayType::Int, "int4[]"),
+    (ArrayType::Int, "int4[]"),
+    (ArrayType::BigInt, "int8[]"),
+    (ArrayType::BigInt, "int8[]"),
+    (ArrayType::BigInt, "int8[]"),
+    (ArrayType::BigInt, "int8[]"),
+    (ArrayType::BigInt, "int8[]"),
+];
+
+/// The stored row of a record with id `id`, in [`RECORD_COLUMNS`] order.
+fn record_values(id: i64, row: &RecordRow<'_>, keys: &RecordKeys<'_>) -> [Value; 10] {
+    let quantity = row.record.quantity;
+    [
+        Value::BigInt(Some(id)),
+        Value::Bytes(Some(row.event_key.to_vec())),
+        Value::BigInt(Some(row.content_hash)),
+        Value::Int(Some(keys.subscriptions[&row.record.subscription_id])),
+        Value::Int(Some(keys.meters[&row.record.meter_id])),
+        Value::BigInt(Some(keys.instances[&row.instance])),
+        Value::BigInt(Some(unix_nanos(row.record.usage_start))),
+        Value::BigInt(Some(unix_nanos(row.record.usage_end))),
+        Value::BigInt(Some(quantity.units() as i64)),
+        Value::BigInt(Some(quantity.fraction() as i64)),
+    ]
+}
+
 /// SQLite: one multi-row `INSERT .. VALUES` of `chunk`, ids from `first_id`.
 fn insert_values(
     backend: DbBackend,
@@ -518,19 +550,7 @@ fn insert_values(
         if i > 0 {
             insert.push(", ");
         }
-        let quantity = row.record.quantity;
-        insert.bind_tuple([
-            Value::BigInt(Some(first_id + i as i64)),
-            Value::Bytes(Some(row.event_key.to_vec())),
-            Value::BigInt(Some(row.content_hash)),
-            Value::Int(Some(keys.subscriptions[&row.record.subscription_id])),
-            Value::Int(Some(keys.meters[&row.record.meter_id])),
-            Value::BigInt(Some(keys.instances[&row.instance])),
-            Value::BigInt(Some(unix_nanos(row.record.usage_start))),
-            Value::BigInt(Some(unix_nanos(row.record.usage_end))),
-            Value::BigInt(Some(quantity.units() as i64)),
-            Value::BigInt(Some(quantity.fraction() as i64)),
-        ]);
+        insert.bind_tuple(record_values(first_id + i as i64, row, keys));
     }
     insert.push(" ON CONFLICT (event_key) DO NOTHING");
     insert.build()
@@ -544,55 +564,29 @@ fn insert_unnest(
     chunk: &[RecordRow<'_>],
     keys: &RecordKeys<'_>,
 ) -> Statement {
-    let n = chunk.len();
-    let mut ids = Vec::with_capacity(n);
-    let mut event_keys = Vec::with_capacity(n);
-    let mut hashes = Vec::with_capacity(n);
-    let mut subscriptions = Vec::with_capacity(n);
-    let mut meters = Vec::with_capacity(n);
-    let mut instances = Vec::with_capacity(n);
-    let mut starts = Vec::with_capacity(n);
-    let mut ends = Vec::with_capacity(n);
-    let mut units = Vec::with_capacity(n);
-    let mut fractions = Vec::with_capacity(n);
+    let mut columns: [Vec<Value>; 10] = std::array::from_fn(|_| Vec::with_capacity(chunk.len()));
     for (i, row) in chunk.iter().enumerate() {
-        let quantity = row.record.quantity;
-        ids.push(first_id + i as i64);
-        event_keys.push(row.event_key.to_vec());
-        hashes.push(row.content_hash);
-        subscriptions.push(keys.subscriptions[&row.record.subscription_id]);
-        meters.push(keys.meters[&row.record.meter_id]);
-        instances.push(keys.instances[&row.instance]);
-        starts.push(unix_nanos(row.record.usage_start));
-        ends.push(unix_nanos(row.record.usage_end));
-        units.push(quantity.units() as i64);
-        fractions.push(quantity.fraction() as i64);
+        for (column, value) in columns
+            .iter_mut()
+            .zip(record_values(first_id + i as i64, row, keys))
+        {
+            column.push(value);
+        }
     }
     let mut insert = Sql::new(
         backend,
         &format!("INSERT INTO usage_record ({RECORD_COLUMNS}) SELECT * FROM UNNEST("),
     );
-    insert
-        .bind(ids)
-        .push("::int8[], ")
-        .bind(event_keys)
-        .push("::bytea[], ")
-        .bind(hashes)
-        .push("::int8[], ")
-        .bind(subscriptions)
-        .push("::int4[], ")
-        .bind(meters)
-        .push("::int4[], ")
-        .bind(instances)
-        .push("::int8[], ")
-        .bind(starts)
-        .push("::int8[], ")
-        .bind(ends)
-        .push("::int8[], ")
-        .bind(units)
-        .push("::int8[], ")
-        .bind(fractions)
-        .push("::int8[]) ON CONFLICT (event_key) DO NOTHING");
+    for (i, (column, (element, cast))) in columns.into_iter().zip(RECORD_ARRAYS).enumerate() {
+        if i > 0 {
+            insert.push(", ");
+        }
+        insert
+            .bind(Value::Array(element, Some(Box::new(column))))
+            .push("::")
+            .push(cast);
+    }
+    insert.push(") ON CONFLICT (event_key) DO NOTHING");
     insert.build()
 }
 
