@@ -13,6 +13,7 @@ use tally_proto::registration::v1::{
     registration_client::RegistrationClient, tenancy_client::TenancyClient,
 };
 use tally_proto::registration_api::{RegistrationApi, RegistrationClient as RemoteRegistration};
+use tally_proto::server::{Background, BoxFuture};
 use tally_proto::usage::v1::{
     GetPipelineStatusRequest, PipelineStatus, provider_usage_client::ProviderUsageClient,
     tenant_usage_client::TenantUsageClient, usage_admin_client::UsageAdminClient,
@@ -22,7 +23,6 @@ use tally_proto::usage_api::{UsageApi, UsageClient};
 use tally_registration::RegistrationService;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
@@ -158,8 +158,8 @@ pub struct Cluster {
     pub gateway: SocketAddr,
     aggregator_addr: Option<SocketAddr>,
     remote: Option<RemoteAggregator>,
-    in_process: Option<(Arc<Aggregator>, oneshot::Sender<()>, JoinHandle<()>)>,
-    stops: Vec<(oneshot::Sender<()>, JoinHandle<()>)>,
+    in_process: Option<(Arc<Aggregator>, Background)>,
+    servers: Vec<Background>,
     channel: Channel,
     operator: Clients,
 }
@@ -172,16 +172,14 @@ fn aggregator_config(db: &TestDatabase) -> AggregatorConfig {
 }
 
 async fn spawn_server<F>(
-    serve: impl FnOnce(TcpListener, oneshot::Receiver<()>) -> F,
-) -> (SocketAddr, oneshot::Sender<()>, JoinHandle<()>)
+    serve: impl FnOnce(TcpListener, BoxFuture) -> F,
+) -> (SocketAddr, Background)
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve(listener, stopped));
-    (addr, stop, task)
+    (addr, Background::spawn(|stop| serve(listener, stop)))
 }
 
 impl Cluster {
@@ -202,7 +200,7 @@ impl Cluster {
             aggregator_addr: None,
             remote: None,
             in_process: None,
-            stops: Vec::new(),
+            servers: Vec::new(),
             operator: Clients {
                 channel: InterceptedService::new(lazy.clone(), Bearer::new(None)),
             },
@@ -225,26 +223,20 @@ impl Cluster {
                         .await
                         .expect("open aggregator"),
                 );
-                let (stop, stopped) = oneshot::channel::<()>();
-                let folder = tokio::spawn(aggregator.clone().run_folder(async {
-                    let _ = stopped.await;
-                }));
-                cluster.in_process = Some((aggregator.clone(), stop, folder));
+                cluster.in_process = Some((aggregator.clone(), aggregator.start_folder()));
                 (aggregator, registration_service)
             }
             Topology::Remote => {
                 let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
                 cluster.aggregator_addr = Some(listener.local_addr().unwrap());
                 cluster.start_remote_aggregator(listener).await;
-                let (addr, stop, task) = spawn_server(|listener, stopped| async move {
-                    tally_registration::serve_service(registration_service, listener, async {
-                        let _ = stopped.await;
-                    })
-                    .await
-                    .expect("registration serves");
+                let (addr, server) = spawn_server(|listener, stop| async move {
+                    tally_registration::serve_service(registration_service, listener, stop)
+                        .await
+                        .expect("registration serves");
                 })
                 .await;
-                cluster.stops.push((stop, task));
+                cluster.servers.push(server);
                 let usage = UsageClient::connect_lazy(&format!(
                     "http://{}",
                     cluster.aggregator_addr.unwrap()
@@ -255,7 +247,7 @@ impl Cluster {
                 (Arc::new(usage), Arc::new(registration))
             }
         };
-        let (gateway, stop, task) = spawn_server(|listener, stopped| async move {
+        let (gateway, server) = spawn_server(|listener, stop| async move {
             tally_gateway::serve_backends(
                 Backends {
                     usage,
@@ -266,15 +258,13 @@ impl Cluster {
                     ..AuthConfig::development(SECRET.to_vec())
                 },
                 listener,
-                async {
-                    let _ = stopped.await;
-                },
+                stop,
             )
             .await
             .expect("gateway serves");
         })
         .await;
-        cluster.stops.insert(0, (stop, task));
+        cluster.servers.insert(0, server);
         cluster.gateway = gateway;
         cluster.channel = Endpoint::from_shared(format!("http://{gateway}"))
             .unwrap()
@@ -417,13 +407,11 @@ impl Cluster {
     }
 
     pub async fn stop(mut self) {
-        for (stop, task) in self.stops.drain(..) {
-            let _ = stop.send(());
-            let _ = task.await;
+        for server in self.servers.drain(..) {
+            server.stop().await;
         }
-        if let Some((aggregator, stop, folder)) = self.in_process.take() {
-            let _ = stop.send(());
-            let _ = folder.await;
+        if let Some((aggregator, folder)) = self.in_process.take() {
+            folder.stop().await;
             drop(aggregator);
         }
         if let Some(remote) = self.remote.take() {

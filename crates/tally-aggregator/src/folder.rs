@@ -3,9 +3,17 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use tally_proto::server::Background;
+
 use crate::service::Aggregator;
 
 impl Aggregator {
+    /// Starts [`Aggregator::run_folder`] in the background; stop it with [`Background::stop`].
+    pub fn start_folder(self: &Arc<Self>) -> Background {
+        let aggregator = self.clone();
+        Background::spawn(move |stop| aggregator.run_folder(stop))
+    }
+
     /// Folds until `stop` completes. Safe beside other instances' folders: the store lets one
     /// fold at a time and each batch is folded once.
     pub async fn run_folder(self: Arc<Self>, stop: impl Future<Output = ()> + Send) {

@@ -13,6 +13,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tally_proto::server::ServeError;
+use tally_proto::usage_api::{UsageApi, UsageGrpc, UsageServices};
 use tokio::net::TcpListener;
 
 pub use error::UsageError;
@@ -39,14 +41,6 @@ impl Config {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    #[error("cannot open the usage database: {0}")]
-    Store(#[from] tally_store::StoreError),
-    #[error("grpc server failed: {0}")]
-    Transport(#[from] tonic::transport::Error),
-}
-
 /// Opens the usage database and serves the usage contract on `listener` until `shutdown`
 /// completes; folds in the background meanwhile.
 pub async fn serve(
@@ -54,7 +48,11 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let aggregator = Arc::new(Aggregator::open(&config, Arc::new(tally_core::SystemClock)).await?);
+    let aggregator = Arc::new(
+        Aggregator::open(&config, Arc::new(tally_core::SystemClock))
+            .await
+            .map_err(|e| ServeError::open("the usage database", e))?,
+    );
     serve_aggregator(aggregator, listener, shutdown).await
 }
 
@@ -64,20 +62,11 @@ pub async fn serve_aggregator(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let (stop_folder, folder_stopped) = tokio::sync::oneshot::channel::<()>();
-    let folder = tokio::spawn(aggregator.clone().run_folder(async {
-        let _ = folder_stopped.await;
-    }));
-    let services = tally_proto::usage_api::UsageGrpc::services(aggregator);
+    let folder = aggregator.start_folder();
     let mut routes =
-        tally_proto::server::standard_routes(&tally_proto::usage_api::SERVICE_NAMES).await;
-    routes
-        .add_service(services.ingestion)
-        .add_service(services.provider)
-        .add_service(services.tenant)
-        .add_service(services.admin);
+        tally_proto::server::standard_routes(UsageServices::<dyn UsageApi>::NAMES).await;
+    UsageGrpc::services(aggregator).add_to(&mut routes);
     let result = tally_proto::server::serve(routes.routes(), listener, shutdown, false).await;
-    let _ = stop_folder.send(());
-    let _ = folder.await;
+    folder.stop().await;
     Ok(result?)
 }

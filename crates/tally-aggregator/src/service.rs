@@ -10,10 +10,11 @@ use tally_core::{
     Clock, Granularity, Meter, Reason, Rejection, ReportedWindow, UsageRecordInput, parse_guid,
     validate_batch,
 };
+use tally_proto::Rpc;
 use tally_proto::convert::{timestamp, utc};
 use tally_proto::status::MAX_BATCH_BYTES;
 use tally_proto::usage::v1 as pb;
-use tally_proto::usage_api::{Rpc, UsageApi};
+use tally_proto::usage_api::UsageApi;
 use tally_store::UsageStore;
 use tally_store::usage::PageRequest;
 use tonic::{Request, Response};

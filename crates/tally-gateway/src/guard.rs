@@ -19,11 +19,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tally_core::{Reason, parse_guid};
+use tally_proto::Rpc;
 use tally_proto::registration::v1 as reg;
 use tally_proto::registration_api::RegistrationApi;
 use tally_proto::status;
 use tally_proto::usage::v1 as usage;
-use tally_proto::usage_api::{Rpc, UsageApi};
+use tally_proto::usage_api::UsageApi;
 use tonic::{Request, Status};
 use uuid::Uuid;
 

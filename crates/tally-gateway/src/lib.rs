@@ -12,8 +12,11 @@ mod rest;
 use std::future::Future;
 use std::sync::Arc;
 
-use tally_proto::registration_api::{RegistrationApi, RegistrationClient, RegistrationGrpc};
-use tally_proto::usage_api::{UsageApi, UsageClient, UsageGrpc};
+use tally_proto::registration_api::{
+    RegistrationApi, RegistrationClient, RegistrationGrpc, RegistrationServices,
+};
+use tally_proto::server::ServeError;
+use tally_proto::usage_api::{UsageApi, UsageClient, UsageGrpc, UsageServices};
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 
@@ -36,19 +39,6 @@ pub struct Config {
 pub struct Backends {
     pub usage: Arc<dyn UsageApi>,
     pub registration: Arc<dyn RegistrationApi>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    #[error("invalid peer address {url:?}: {source}")]
-    PeerAddress {
-        url: String,
-        source: tonic::transport::Error,
-    },
-    #[error("invalid token configuration: {0}")]
-    Auth(#[from] auth::AuthError),
-    #[error("grpc server failed: {0}")]
-    Transport(#[from] tonic::transport::Error),
 }
 
 /// Serves the gateway on `listener`, calling the services at `config`'s addresses.
@@ -79,7 +69,9 @@ pub async fn serve_backends(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let verifier = Arc::new(auth::Verifier::new(&auth)?);
+    let verifier = Arc::new(
+        auth::Verifier::new(&auth).map_err(|e| ServeError::Config(format!("tokens: {e}")))?,
+    );
     let ownership = Arc::new(guard::Ownership::new(backends.registration.clone()));
     let usage: Arc<dyn UsageApi> = Arc::new(guard::GuardedUsage {
         inner: backends.usage.clone(),
@@ -95,20 +87,14 @@ pub async fn serve_backends(
         meters: rest::MeterNames::new(backends.usage.clone()),
     });
 
-    let usage = UsageGrpc::services(usage);
-    let registration = RegistrationGrpc::services(registration);
-    let serving: Vec<&str> = tally_proto::usage_api::SERVICE_NAMES
+    let serving: Vec<&str> = UsageServices::<dyn UsageApi>::NAMES
         .iter()
-        .chain(&tally_proto::registration_api::SERVICE_NAMES)
+        .chain(RegistrationServices::<dyn RegistrationApi>::NAMES)
         .copied()
         .collect();
     let mut grpc = tally_proto::server::standard_routes(&serving).await;
-    grpc.add_service(usage.ingestion)
-        .add_service(usage.provider)
-        .add_service(usage.tenant)
-        .add_service(usage.admin)
-        .add_service(registration.registration)
-        .add_service(registration.tenancy);
+    UsageGrpc::services(usage).add_to(&mut grpc);
+    RegistrationGrpc::services(registration).add_to(&mut grpc);
     let router = grpc
         .routes()
         .into_axum_router()

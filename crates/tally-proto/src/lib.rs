@@ -1,15 +1,18 @@
 //! Tally's protobuf contracts, and everything that is about the wire rather than the domain:
 //! the generated messages, servers and clients; the descriptor set for reflection; the service
-//! traits that both the in-process implementations and the gRPC clients implement; conversions
-//! between wire and domain types; and how domain errors become `tonic::Status`.
+//! traits that both the in-process implementations and the gRPC clients implement (all declared
+//! the same way, by [`service_api`]); conversions between wire and domain types; and how domain
+//! errors become `tonic::Status`.
 //!
 //! Architecture invariant: this is the only crate that defines wire types. Services convert at
 //! their edges and keep prost types out of `tally-core` and `tally-store`.
 
 pub mod bearer;
+pub mod client;
 pub mod convert;
 pub mod registration_api;
 pub mod server;
+pub mod service_api;
 pub mod status;
 pub mod usage_api;
 
@@ -26,6 +29,9 @@ pub mod registration {
         tonic::include_proto!("tally.registration.v1");
     }
 }
+
+/// What every RPC of a service trait returns.
+pub type Rpc<T> = Result<tonic::Response<T>, tonic::Status>;
 
 /// The descriptor set of every Tally contract, served by reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("tally_descriptor");

@@ -1,5 +1,6 @@
 //! What every Tally gRPC server shares: health, reflection (v1 for grpcurl, v1alpha for Postman
-//! and grpcui) over Tally's and the health service's descriptors, and the way it serves.
+//! and grpcui) over Tally's and the health service's descriptors, the way it serves, the one
+//! error a service's `serve` returns, and background loops that stop with the server.
 
 use std::future::Future;
 
@@ -62,23 +63,64 @@ pub async fn serve(
         .await
 }
 
-/// A channel to a peer service that connects on first use and reconnects after failures, so a
-/// service can start before its peers do.
-pub fn lazy_channel(url: &str) -> Result<tonic::transport::Channel, tonic::transport::Error> {
-    Ok(tonic::transport::Endpoint::from_shared(url.to_string())?
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .tcp_nodelay(true)
-        .connect_lazy())
+/// Why a service's `serve` failed. Every service returns this one type, so the binaries report
+/// them alike.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot open {what}: {source}")]
+    Open {
+        what: &'static str,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("invalid peer address {url:?}: {source}")]
+    PeerAddress {
+        url: String,
+        source: tonic::transport::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("grpc server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
 }
 
-/// A peer's failure as the caller sees it: a transport failure (no ErrorInfo of ours) is the
-/// contract's retryable ServiceUnavailable; anything else passes through.
-pub fn remote<T>(service: &str, result: crate::usage_api::Rpc<T>) -> crate::usage_api::Rpc<T> {
-    result.map_err(|s| match (crate::status::reason(&s), s.code()) {
-        (None, tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled) => {
-            tracing::warn!(error = %s, service, "peer call failed");
-            crate::status::unavailable(service)
+impl ServeError {
+    /// `what` (a database, a key file, ...) could not be opened.
+    pub fn open(
+        what: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        ServeError::Open {
+            what,
+            source: Box::new(source),
         }
-        _ => s,
-    })
+    }
 }
+
+/// A loop that runs beside a server (the folder, the bridge's uploader, ...) until stopped.
+pub struct Background {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Background {
+    /// Spawns `run`, handing it a future that completes when [`Background::stop`] is called.
+    pub fn spawn<F>(run: impl FnOnce(BoxFuture) -> F) -> Background
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run(Box::pin(async {
+            let _ = stopped.await;
+        })));
+        Background { stop, task }
+    }
+
+    /// Asks the loop to stop and waits until it has.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// The stop signal a [`Background`] loop receives.
+pub type BoxFuture = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;

@@ -12,7 +12,8 @@ mod service;
 use std::future::Future;
 use std::sync::Arc;
 
-use tally_proto::registration_api::RegistrationGrpc;
+use tally_proto::registration_api::{RegistrationApi, RegistrationGrpc, RegistrationServices};
+use tally_proto::server::ServeError;
 use tokio::net::TcpListener;
 
 pub use error::RegistrationError;
@@ -23,14 +24,6 @@ pub struct Config {
     pub database_url: String,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    #[error("cannot open the registration database: {0}")]
-    Store(#[from] tally_store::StoreError),
-    #[error("grpc server failed: {0}")]
-    Transport(#[from] tonic::transport::Error),
-}
-
 /// Opens the registration database and serves the registration contract on `listener` until
 /// `shutdown` completes.
 pub async fn serve(
@@ -38,7 +31,11 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let service = Arc::new(RegistrationService::open(&config.database_url).await?);
+    let service = Arc::new(
+        RegistrationService::open(&config.database_url)
+            .await
+            .map_err(|e| ServeError::open("the registration database", e))?,
+    );
     serve_service(service, listener, shutdown).await
 }
 
@@ -48,12 +45,10 @@ pub async fn serve_service(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let services = RegistrationGrpc::services(service);
     let mut routes =
-        tally_proto::server::standard_routes(&tally_proto::registration_api::SERVICE_NAMES).await;
-    routes
-        .add_service(services.registration)
-        .add_service(services.tenancy);
+        tally_proto::server::standard_routes(RegistrationServices::<dyn RegistrationApi>::NAMES)
+            .await;
+    RegistrationGrpc::services(service).add_to(&mut routes);
     tally_proto::server::serve(routes.routes(), listener, shutdown, false).await?;
     Ok(())
 }

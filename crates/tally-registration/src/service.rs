@@ -7,9 +7,9 @@ use tally_core::registration::{
     SubscriptionState, Tenant,
 };
 use tally_core::{Reason, Rejection, parse_guid};
+use tally_proto::Rpc;
 use tally_proto::registration::v1 as pb;
 use tally_proto::registration_api::RegistrationApi;
-use tally_proto::usage_api::Rpc;
 use tally_store::RegistrationStore;
 use tally_store::registration::SubscriptionFilter;
 use tonic::{Request, Response};

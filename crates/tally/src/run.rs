@@ -182,10 +182,7 @@ pub(crate) async fn serve_all(
             .await
             .context("cannot open the registration database")?,
     );
-    let (stop_folder, folder_stopped) = tokio::sync::oneshot::channel::<()>();
-    let folder = tokio::spawn(aggregator.clone().run_folder(async {
-        let _ = folder_stopped.await;
-    }));
+    let folder = aggregator.start_folder();
     let result = tally_gateway::serve_backends(
         tally_gateway::Backends {
             usage: aggregator,
@@ -196,8 +193,7 @@ pub(crate) async fn serve_all(
         shutdown,
     )
     .await;
-    let _ = stop_folder.send(());
-    let _ = folder.await;
+    folder.stop().await;
     result?;
     Ok(())
 }

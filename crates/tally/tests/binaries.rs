@@ -114,7 +114,8 @@ async fn assert_serving(addr: SocketAddr, services: &[&str]) {
     }
 }
 
-const USAGE_SERVICES: [&str; 4] = tally_proto::usage_api::SERVICE_NAMES;
+const USAGE_SERVICES: &[&str] =
+    tally_proto::usage_api::UsageServices::<dyn tally_proto::usage_api::UsageApi>::NAMES;
 
 #[tokio::test]
 async fn each_service_binary_runs_alone_and_reports_health() {
@@ -129,7 +130,7 @@ async fn each_service_binary_runs_alone_and_reports_health() {
         env!("CARGO_BIN_EXE_tally-aggregator"),
         &["--listen", ANY_PORT, "--database-url", &usage_url],
     );
-    assert_serving(aggregator, &USAGE_SERVICES).await;
+    assert_serving(aggregator, USAGE_SERVICES).await;
 
     let (_r, registration) = start(
         env!("CARGO_BIN_EXE_tally-registration"),
@@ -151,8 +152,14 @@ async fn each_service_binary_runs_alone_and_reports_health() {
             &key_file,
         ],
     );
-    assert_serving(gateway, &USAGE_SERVICES).await;
-    assert_serving(gateway, &tally_proto::registration_api::SERVICE_NAMES).await;
+    assert_serving(gateway, USAGE_SERVICES).await;
+    assert_serving(
+        gateway,
+        tally_proto::registration_api::RegistrationServices::<
+            dyn tally_proto::registration_api::RegistrationApi,
+        >::NAMES,
+    )
+    .await;
     // The gateway really reaches both services behind it.
     let tenants = tally_proto::registration::v1::tenancy_client::TenancyClient::new(with_token(
         connect(gateway).await,
@@ -181,7 +188,7 @@ async fn each_service_binary_runs_alone_and_reports_health() {
             &usage_url,
         ],
     );
-    assert_serving(via_tally, &USAGE_SERVICES).await;
+    assert_serving(via_tally, USAGE_SERVICES).await;
 }
 
 #[tokio::test]
@@ -198,7 +205,7 @@ async fn tally_serve_starts_on_a_fresh_data_dir() {
             dir.to_str().unwrap(),
         ],
     );
-    assert_serving(addr, &USAGE_SERVICES).await;
+    assert_serving(addr, USAGE_SERVICES).await;
     assert!(dir.join("usage.db").is_file());
 }
 
@@ -317,7 +324,7 @@ async fn kill_and_restart(backend: Backend) {
             &key_file,
         ],
     );
-    assert_serving(aggregator, &USAGE_SERVICES).await;
+    assert_serving(aggregator, USAGE_SERVICES).await;
     let channel = with_token(connect(gateway).await, &token);
 
     let hour = Granularity::Hourly.bucket_start(Utc::now()) - Span::hours(1);
@@ -372,7 +379,7 @@ async fn kill_and_restart(backend: Backend) {
         if aggregator_process.is_none() {
             // The same address: the gateway knows the aggregator by it.
             aggregator_process = Some(start_aggregator(&aggregator.to_string()).0);
-            assert_serving(aggregator, &USAGE_SERVICES).await;
+            assert_serving(aggregator, USAGE_SERVICES).await;
         }
     }
     assert_eq!(kills, 2);
