@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let contracts = [
         "tally/usage/v1/usage.proto",
         "tally/registration/v1/registration.proto",
+        "tally/clock/v1/clock.proto",
     ];
     let described = contracts
         .iter()

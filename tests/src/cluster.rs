@@ -9,6 +9,7 @@ use tally_aggregator::{Aggregator, Config as AggregatorConfig};
 use tally_core::{Clock, ManualClock};
 use tally_gateway::{AuthConfig, Backends, Claims};
 use tally_proto::bearer::{AuthorizedChannel, Bearer};
+use tally_proto::clock::v1::clock_client::ClockClient;
 use tally_proto::registration::v1::{
     registration_client::RegistrationClient, tenancy_client::TenancyClient,
 };
@@ -146,6 +147,9 @@ impl Clients {
     pub fn tenancy(&self) -> TenancyClient<AuthorizedChannel> {
         TenancyClient::new(self.channel.clone())
     }
+    pub fn clock(&self) -> ClockClient<AuthorizedChannel> {
+        ClockClient::new(self.channel.clone())
+    }
 }
 
 struct RemoteAggregator {
@@ -247,11 +251,13 @@ impl Cluster {
                 (Arc::new(usage), Arc::new(registration))
             }
         };
+        let process_clock = Arc::new(tally_gateway::ProcessClock::new(cluster.clock.clone()));
         let (gateway, server) = spawn_server(|listener, stop| async move {
             tally_gateway::serve_backends(
                 Backends {
                     usage,
                     registration,
+                    clock: process_clock,
                 },
                 AuthConfig {
                     public_keys_pem: vec![RS256_PUBLIC_KEY.to_vec()],

@@ -1,9 +1,10 @@
-//! The folder: runs continuously on a short interval, folding whatever is unfolded.
+//! The folder: runs continuously on a short interval (and at once when a manual clock moves),
+//! folding whatever is unfolded.
 
 use std::future::Future;
 use std::sync::Arc;
 
-use tally_proto::server::Background;
+use tally_proto::server::{Background, Ticker};
 
 use crate::service::Aggregator;
 
@@ -18,12 +19,11 @@ impl Aggregator {
     /// fold at a time and each batch is folded once.
     pub async fn run_folder(self: Arc<Self>, stop: impl Future<Output = ()> + Send) {
         tokio::pin!(stop);
-        let mut tick = tokio::time::interval(self.config.fold_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let ticker = Ticker::new(self.clock.as_ref(), self.config.fold_interval);
         loop {
             tokio::select! {
                 _ = &mut stop => return,
-                _ = tick.tick() => {}
+                _ = ticker.tick() => {}
             }
             if let Err(error) = self.fold_pending().await {
                 tracing::warn!(%error, "fold failed; retrying on the next tick");

@@ -16,145 +16,101 @@ pub enum StatusClass {
     Internal,
 }
 
-/// The `reason` of the contract's `google.rpc.ErrorInfo` (domain `tally`). Names are fixed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Reason {
-    InvalidProperty,
-    InvalidAggregationGranularity,
-    InvalidTimeAlignment,
-    RequestEndTimeIsInFuture,
-    InvalidContinuationToken,
-    UnknownMeter,
-    BatchTooLarge,
-    EventIdConflict,
-    ProcessingNotComplete,
-    MissingCredentials,
-    InvalidToken,
-    SubscriberIdIsNotDirectTenant,
-    NotSubscriptionOwner,
-    RoleRequired,
-    ServiceUnavailable,
-    Internal,
+/// Declares [`Reason`] from one table (name => status class), so a new reason is one line.
+macro_rules! reasons {
+    ($( $(#[$doc:meta])* $name:ident => $class:ident, )*) => {
+        /// The `reason` of the contract's `google.rpc.ErrorInfo` (domain `tally`). Names are fixed.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Reason {
+            $( $(#[$doc])* $name, )*
+        }
+
+        impl Reason {
+            pub const ALL: &'static [Reason] = &[ $( Reason::$name, )* ];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $( Reason::$name => stringify!($name), )*
+                }
+            }
+
+            /// The contract's status for this reason (api-contract.md, "Errors").
+            pub fn class(self) -> StatusClass {
+                match self {
+                    $( Reason::$name => StatusClass::$class, )*
+                }
+            }
+        }
+    };
+}
+
+reasons! {
+    InvalidProperty => InvalidArgument,
+    InvalidAggregationGranularity => InvalidArgument,
+    InvalidTimeAlignment => InvalidArgument,
+    RequestEndTimeIsInFuture => InvalidArgument,
+    InvalidContinuationToken => InvalidArgument,
+    UnknownMeter => InvalidArgument,
+    BatchTooLarge => InvalidArgument,
+    EventIdConflict => AlreadyExists,
+    ProcessingNotComplete => FailedPrecondition,
+    MissingCredentials => Unauthenticated,
+    InvalidToken => Unauthenticated,
+    SubscriberIdIsNotDirectTenant => PermissionDenied,
+    NotSubscriptionOwner => PermissionDenied,
+    RoleRequired => PermissionDenied,
+    ServiceUnavailable => Unavailable,
+    Internal => Internal,
     // Registration and tenancy (reference facts §3.6).
-    RegistrationNotFound,
-    CustomerSubscriptionNotFound,
-    InvalidCustomerSubscriptionId,
-    CustomerSubscriptionsNotAllowed,
-    UnauthorizedCspRegistration,
-    TenantNotFound,
-    SubscriptionNotFound,
-    AlreadyExists,
-    MeterAlreadyExists,
+    RegistrationNotFound => NotFound,
+    CustomerSubscriptionNotFound => NotFound,
+    InvalidCustomerSubscriptionId => InvalidArgument,
+    CustomerSubscriptionsNotAllowed => FailedPrecondition,
+    UnauthorizedCspRegistration => FailedPrecondition,
+    TenantNotFound => NotFound,
+    SubscriptionNotFound => NotFound,
+    AlreadyExists => AlreadyExists,
+    MeterAlreadyExists => AlreadyExists,
+    // Simulated time (tally.clock.v1).
+    /// AdvanceClock on the real clock.
+    ManualClockDisabled => FailedPrecondition,
+    ClockCannotMoveBackwards => FailedPrecondition,
 }
 
 impl Reason {
-    pub const ALL: &'static [Reason] = &[
-        Reason::InvalidProperty,
-        Reason::InvalidAggregationGranularity,
-        Reason::InvalidTimeAlignment,
-        Reason::RequestEndTimeIsInFuture,
-        Reason::InvalidContinuationToken,
-        Reason::UnknownMeter,
-        Reason::BatchTooLarge,
-        Reason::EventIdConflict,
-        Reason::ProcessingNotComplete,
-        Reason::MissingCredentials,
-        Reason::InvalidToken,
-        Reason::SubscriberIdIsNotDirectTenant,
-        Reason::NotSubscriptionOwner,
-        Reason::RoleRequired,
-        Reason::ServiceUnavailable,
-        Reason::Internal,
-        Reason::RegistrationNotFound,
-        Reason::CustomerSubscriptionNotFound,
-        Reason::InvalidCustomerSubscriptionId,
-        Reason::CustomerSubscriptionsNotAllowed,
-        Reason::UnauthorizedCspRegistration,
-        Reason::TenantNotFound,
-        Reason::SubscriptionNotFound,
-        Reason::AlreadyExists,
-        Reason::MeterAlreadyExists,
-    ];
-
     /// The reason named `name`, as it travels in `ErrorInfo.reason`.
     pub fn from_name(name: &str) -> Option<Reason> {
         Reason::ALL.iter().copied().find(|r| r.as_str() == name)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::InvalidProperty => "InvalidProperty",
-            Reason::InvalidAggregationGranularity => "InvalidAggregationGranularity",
-            Reason::InvalidTimeAlignment => "InvalidTimeAlignment",
-            Reason::RequestEndTimeIsInFuture => "RequestEndTimeIsInFuture",
-            Reason::InvalidContinuationToken => "InvalidContinuationToken",
-            Reason::UnknownMeter => "UnknownMeter",
-            Reason::BatchTooLarge => "BatchTooLarge",
-            Reason::EventIdConflict => "EventIdConflict",
-            Reason::ProcessingNotComplete => "ProcessingNotComplete",
-            Reason::MissingCredentials => "MissingCredentials",
-            Reason::InvalidToken => "InvalidToken",
-            Reason::SubscriberIdIsNotDirectTenant => "SubscriberIdIsNotDirectTenant",
-            Reason::NotSubscriptionOwner => "NotSubscriptionOwner",
-            Reason::RoleRequired => "RoleRequired",
-            Reason::ServiceUnavailable => "ServiceUnavailable",
-            Reason::Internal => "Internal",
-            Reason::RegistrationNotFound => "RegistrationNotFound",
-            Reason::CustomerSubscriptionNotFound => "CustomerSubscriptionNotFound",
-            Reason::InvalidCustomerSubscriptionId => "InvalidCustomerSubscriptionId",
-            Reason::CustomerSubscriptionsNotAllowed => "CustomerSubscriptionsNotAllowed",
-            Reason::UnauthorizedCspRegistration => "UnauthorizedCspRegistration",
-            Reason::TenantNotFound => "TenantNotFound",
-            Reason::SubscriptionNotFound => "SubscriptionNotFound",
-            Reason::AlreadyExists => "AlreadyExists",
-            Reason::MeterAlreadyExists => "MeterAlreadyExists",
-        }
-    }
-
-    /// The contract's status for this reason (api-contract.md, "Errors").
-    pub fn class(self) -> StatusClass {
-        match self {
-            Reason::InvalidProperty
-            | Reason::InvalidAggregationGranularity
-            | Reason::InvalidTimeAlignment
-            | Reason::RequestEndTimeIsInFuture
-            | Reason::InvalidContinuationToken
-            | Reason::UnknownMeter
-            | Reason::BatchTooLarge
-            | Reason::InvalidCustomerSubscriptionId => StatusClass::InvalidArgument,
-            Reason::EventIdConflict | Reason::AlreadyExists | Reason::MeterAlreadyExists => {
-                StatusClass::AlreadyExists
-            }
-            Reason::ProcessingNotComplete
-            | Reason::CustomerSubscriptionsNotAllowed
-            | Reason::UnauthorizedCspRegistration => StatusClass::FailedPrecondition,
-            Reason::MissingCredentials | Reason::InvalidToken => StatusClass::Unauthenticated,
-            Reason::SubscriberIdIsNotDirectTenant
-            | Reason::NotSubscriptionOwner
-            | Reason::RoleRequired => StatusClass::PermissionDenied,
-            Reason::ServiceUnavailable => StatusClass::Unavailable,
-            Reason::Internal => StatusClass::Internal,
-            Reason::RegistrationNotFound
-            | Reason::CustomerSubscriptionNotFound
-            | Reason::TenantNotFound
-            | Reason::SubscriptionNotFound => StatusClass::NotFound,
-        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Reason;
+    use super::{Reason, StatusClass};
 
     #[test]
     fn every_reason_round_trips_by_name() {
         for reason in Reason::ALL {
             assert_eq!(Reason::from_name(reason.as_str()), Some(*reason));
         }
+        assert_eq!(Reason::from_name("NoSuchReason"), None);
+    }
+
+    #[test]
+    fn reasons_keep_the_contract_status() {
+        assert_eq!(Reason::EventIdConflict.as_str(), "EventIdConflict");
+        assert_eq!(Reason::EventIdConflict.class(), StatusClass::AlreadyExists);
         assert_eq!(
-            Reason::ALL.len(),
-            25,
-            "a new reason must be added to Reason::ALL"
+            Reason::ProcessingNotComplete.class(),
+            StatusClass::FailedPrecondition
+        );
+        assert_eq!(
+            Reason::SubscriberIdIsNotDirectTenant.class(),
+            StatusClass::PermissionDenied
+        );
+        assert_eq!(
+            Reason::ManualClockDisabled.class(),
+            StatusClass::FailedPrecondition
         );
     }
 }

@@ -18,5 +18,6 @@ pub use meter::{Meter, MeterCatalog};
 pub use quantity::Quantity;
 pub use record::{InstanceData, UsageRecord, UsageRecordInput, ValidBatch, validate_batch};
 pub use time::{
-    Clock, Granularity, ManualClock, RawTimestamp, ReportedWindow, SystemClock, WindowFields,
+    Clock, ClockWatcher, Granularity, ManualClock, RawTimestamp, ReportedWindow, SystemClock,
+    WindowFields,
 };

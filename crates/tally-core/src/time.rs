@@ -158,9 +158,17 @@ impl ReportedWindow {
     }
 }
 
-/// Where the service reads the time. Injected, so tests control time instead of sleeping.
+/// Where the service reads the time. Injected, so tests and demos control time instead of
+/// sleeping: everything that depends on business time (reported times, `complete_through`,
+/// closed days and periods) reads it here. Mechanics (retry backoff, timeouts, token expiry)
+/// run on real time.
 pub trait Clock: Send + Sync + std::fmt::Debug {
     fn now(&self) -> DateTime<Utc>;
+
+    /// The manual clock behind this one, if time moves only when told to.
+    fn manual(&self) -> Option<&ManualClock> {
+        None
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -172,32 +180,102 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that moves only when told to.
-#[derive(Debug)]
+/// Called after a manual clock moves, so background work can wake up at once.
+pub type ClockWatcher = Box<dyn Fn(DateTime<Utc>) + Send + Sync>;
+
+/// A clock that stands still and moves only when told to, never backwards.
 pub struct ManualClock {
     now: Mutex<DateTime<Utc>>,
+    watchers: Mutex<Vec<ClockWatcher>>,
+}
+
+impl std::fmt::Debug for ManualClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManualClock")
+            .field("now", &self.now())
+            .finish()
+    }
 }
 
 impl ManualClock {
     pub fn new(now: DateTime<Utc>) -> Self {
         Self {
             now: Mutex::new(now),
+            watchers: Mutex::new(Vec::new()),
         }
     }
 
+    /// Calls `watcher` with the new time whenever the clock moves.
+    pub fn watch(&self, watcher: ClockWatcher) {
+        self.watchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(watcher);
+    }
+
+    /// Moves the clock to `to`, refusing to move it back (`ClockCannotMoveBackwards`).
+    pub fn advance_to(&self, to: DateTime<Utc>) -> Result<DateTime<Utc>, Rejection> {
+        {
+            let mut now = self.now.lock().unwrap_or_else(|e| e.into_inner());
+            if to < *now {
+                return Err(Rejection::new(
+                    Reason::ClockCannotMoveBackwards,
+                    format!(
+                        "the clock is at {} and cannot move back to {}",
+                        now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                        to.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+                    ),
+                ));
+            }
+            *now = to;
+        }
+        self.moved(to);
+        Ok(to)
+    }
+
+    /// Moves the clock on by `by`, which must not be negative.
+    pub fn advance_by(&self, by: Duration) -> Result<DateTime<Utc>, Rejection> {
+        let to = self
+            .now()
+            .checked_add_signed(by)
+            .ok_or_else(|| Rejection::new(Reason::InvalidProperty, "the clock would overflow"))?;
+        self.advance_to(to)
+    }
+
+    /// Sets the clock to `now`, even backwards (tests only rewind on purpose).
     pub fn set(&self, now: DateTime<Utc>) {
         *self.now.lock().unwrap_or_else(|e| e.into_inner()) = now;
+        self.moved(now);
     }
 
     pub fn advance(&self, by: Duration) {
-        let mut now = self.now.lock().unwrap_or_else(|e| e.into_inner());
-        *now += by;
+        let now = {
+            let mut now = self.now.lock().unwrap_or_else(|e| e.into_inner());
+            *now += by;
+            *now
+        };
+        self.moved(now);
+    }
+
+    fn moved(&self, now: DateTime<Utc>) {
+        for watcher in self
+            .watchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            watcher(now);
+        }
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
         *self.now.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn manual(&self) -> Option<&ManualClock> {
+        Some(self)
     }
 }
 
@@ -333,6 +411,33 @@ mod tests {
             ),
             Err(Reason::RequestEndTimeIsInFuture)
         );
+    }
+
+    #[test]
+    fn a_manual_clock_moves_forward_only_and_tells_its_watchers() {
+        let clock = ManualClock::new(t("2026-11-01T00:00:00Z"));
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        clock.watch(Box::new(move |now| log.lock().unwrap().push(now)));
+        assert_eq!(
+            clock.advance_by(Duration::hours(25)),
+            Ok(t("2026-11-02T01:00:00Z"))
+        );
+        assert_eq!(
+            clock
+                .advance_to(t("2026-11-01T12:00:00Z"))
+                .map_err(|e| e.reason),
+            Err(Reason::ClockCannotMoveBackwards)
+        );
+        assert_eq!(
+            clock
+                .advance_by(Duration::seconds(-1))
+                .map_err(|e| e.reason),
+            Err(Reason::ClockCannotMoveBackwards)
+        );
+        assert_eq!(clock.now(), t("2026-11-02T01:00:00Z"));
+        assert_eq!(*seen.lock().unwrap(), vec![t("2026-11-02T01:00:00Z")]);
+        assert!(clock.manual().is_some() && SystemClock.manual().is_none());
     }
 
     #[test]

@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use tally_core::{Reason, parse_guid};
 use tally_proto::Rpc;
+use tally_proto::clock::v1 as clock;
+use tally_proto::clock_api::ClockApi;
 use tally_proto::registration::v1 as reg;
 use tally_proto::registration_api::RegistrationApi;
 use tally_proto::status;
@@ -376,5 +378,26 @@ guarded_registration! {
             }
         }
         self.inner.list_subscriptions(request).await
+    }
+}
+
+/// The clock with access control in front: anyone authenticated reads it, operators move it.
+pub(crate) struct GuardedClock {
+    pub(crate) inner: Arc<dyn ClockApi>,
+}
+
+#[tonic::async_trait]
+impl ClockApi for GuardedClock {
+    async fn get_time(&self, request: Request<clock::GetTimeRequest>) -> Rpc<clock::ClockTime> {
+        caller_of(&request)?;
+        self.inner.get_time(request).await
+    }
+
+    async fn advance_clock(
+        &self,
+        request: Request<clock::AdvanceClockRequest>,
+    ) -> Rpc<clock::ClockTime> {
+        require(&caller_of(&request)?, "moving the clock", &[Role::Operator])?;
+        self.inner.advance_clock(request).await
     }
 }

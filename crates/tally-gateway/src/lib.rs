@@ -6,12 +6,14 @@
 //! deployed apart.
 
 pub mod auth;
+mod clock;
 mod guard;
 mod rest;
 
 use std::future::Future;
 use std::sync::Arc;
 
+use tally_proto::clock_api::{ClockApi, ClockGrpc, ClockServices};
 use tally_proto::registration_api::{
     RegistrationApi, RegistrationClient, RegistrationGrpc, RegistrationServices,
 };
@@ -21,6 +23,7 @@ use tokio::net::TcpListener;
 use tonic::service::Routes;
 
 pub use auth::{AuthConfig, Caller, Claims, Role};
+pub use clock::ProcessClock;
 pub use guard::OWNERSHIP_TTL;
 
 /// Where the gateway finds the services behind it, when they run apart, and which tokens it
@@ -39,6 +42,7 @@ pub struct Config {
 pub struct Backends {
     pub usage: Arc<dyn UsageApi>,
     pub registration: Arc<dyn RegistrationApi>,
+    pub clock: Arc<dyn ClockApi>,
 }
 
 /// Serves the gateway on `listener`, calling the services at `config`'s addresses.
@@ -58,6 +62,7 @@ pub async fn serve(
     let backends = Backends {
         usage: Arc::new(usage),
         registration: Arc::new(registration),
+        clock: Arc::new(ProcessClock::new(Arc::new(tally_core::SystemClock))),
     };
     serve_backends(backends, config.auth, listener, shutdown).await
 }
@@ -87,14 +92,19 @@ pub async fn serve_backends(
         meters: rest::MeterNames::new(backends.usage.clone()),
     });
 
+    let clock: Arc<dyn ClockApi> = Arc::new(guard::GuardedClock {
+        inner: backends.clock.clone(),
+    });
     let serving: Vec<&str> = UsageServices::<dyn UsageApi>::NAMES
         .iter()
         .chain(RegistrationServices::<dyn RegistrationApi>::NAMES)
+        .chain(ClockServices::<dyn ClockApi>::NAMES)
         .copied()
         .collect();
     let mut grpc = tally_proto::server::standard_routes(&serving).await;
     UsageGrpc::services(usage).add_to(&mut grpc);
     RegistrationGrpc::services(registration).add_to(&mut grpc);
+    ClockGrpc::services(clock).add_to(&mut grpc);
     let router = grpc
         .routes()
         .into_axum_router()

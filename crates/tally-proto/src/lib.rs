@@ -9,6 +9,7 @@
 
 pub mod bearer;
 pub mod client;
+pub mod clock_api;
 pub mod convert;
 pub mod registration_api;
 pub mod server;
@@ -27,6 +28,13 @@ pub mod usage {
 pub mod registration {
     pub mod v1 {
         tonic::include_proto!("tally.registration.v1");
+    }
+}
+
+#[allow(clippy::all, missing_docs, rust_2018_idioms)]
+pub mod clock {
+    pub mod v1 {
+        tonic::include_proto!("tally.clock.v1");
     }
 }
 

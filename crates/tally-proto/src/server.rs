@@ -124,3 +124,48 @@ impl Background {
 
 /// The stop signal a [`Background`] loop receives.
 pub type BoxFuture = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Paces a background loop: wakes it every `interval` of real time, and at once when a manual
+/// clock moves, so simulated days close in seconds.
+pub struct Ticker {
+    interval: std::time::Duration,
+    moved: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl Ticker {
+    pub fn new(clock: &dyn tally_core::Clock, interval: std::time::Duration) -> Ticker {
+        let moved = std::sync::Arc::new(tokio::sync::Notify::new());
+        if let Some(manual) = clock.manual() {
+            let wake = moved.clone();
+            manual.watch(Box::new(move |_| wake.notify_one()));
+        }
+        Ticker { interval, moved }
+    }
+
+    /// Completes after `interval`, or as soon as the clock moves.
+    pub async fn tick(&self) {
+        tokio::select! {
+            _ = tokio::time::sleep(self.interval) => {}
+            _ = self.moved.notified() => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::Ticker;
+
+    #[tokio::test]
+    async fn a_ticker_wakes_when_a_manual_clock_moves() {
+        let clock = tally_core::ManualClock::new(chrono::Utc::now());
+        let ticker = Ticker::new(&clock, Duration::from_secs(3_600));
+        let waiting = tokio::spawn(async move { ticker.tick().await });
+        clock.advance(chrono::Duration::hours(1));
+        tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("woken by the clock, not by the hour-long interval")
+            .expect("the tick task ran");
+    }
+}

@@ -78,8 +78,18 @@ pub struct ServeArgs {
     /// How often the aggregator folds new records, in milliseconds.
     #[arg(long, env = "TALLY_FOLD_INTERVAL_MS", default_value_t = 250)]
     pub fold_interval_ms: u64,
+    /// Runs every service on a simulated clock that starts at this instant (RFC 3339) and moves
+    /// only when an operator advances it (tally.clock.v1 AdvanceClock).
+    #[arg(long, env = "TALLY_MANUAL_CLOCK", value_parser = parse_utc)]
+    pub manual_clock: Option<chrono::DateTime<chrono::Utc>>,
     #[command(flatten)]
     pub auth: AuthArgs,
+}
+
+fn parse_utc(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("expected an RFC 3339 time such as 2026-11-01T00:00:00Z: {e}"))
 }
 
 impl ServeArgs {

@@ -77,6 +77,7 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir,
         database_url: args.database_url,
         fold_interval_ms: 0,
+        manual_clock: None,
         auth: crate::cli::AuthArgs {
             secret_files: Vec::new(),
             public_key_files: Vec::new(),
@@ -170,8 +171,15 @@ pub(crate) async fn serve_all(
     prepare_sqlite_dir(&usage_url)?;
     let mut config = tally_aggregator::Config::new(usage_url);
     config.fold_interval = Duration::from_millis(args.fold_interval_ms.max(1));
+    let clock: Arc<dyn tally_core::Clock> = match args.manual_clock {
+        Some(start) => {
+            tracing::info!(%start, "running on a manual clock");
+            Arc::new(tally_core::ManualClock::new(start))
+        }
+        None => Arc::new(tally_core::SystemClock),
+    };
     let aggregator = Arc::new(
-        Aggregator::open(&config, Arc::new(tally_core::SystemClock))
+        Aggregator::open(&config, clock.clone())
             .await
             .context("cannot open the usage database")?,
     );
@@ -187,6 +195,7 @@ pub(crate) async fn serve_all(
         tally_gateway::Backends {
             usage: aggregator,
             registration,
+            clock: Arc::new(tally_gateway::ProcessClock::new(clock)),
         },
         auth,
         listener,
