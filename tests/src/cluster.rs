@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use tally_aggregator::{Aggregator, Config as AggregatorConfig};
 use tally_core::{Clock, ManualClock};
-use tally_gateway::{AuthConfig, Backends, Claims};
+use tally_gateway::{AuthConfig, Backends, Claims, Principal};
 use tally_proto::bearer::{AuthorizedChannel, Bearer};
 use tally_proto::registration::v1::{
     registration_client::RegistrationClient, tenancy_client::TenancyClient,
@@ -25,6 +25,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+use uuid::Uuid;
 
 use crate::database::{Backend, TestDatabase};
 
@@ -48,54 +49,33 @@ pub fn start_time() -> DateTime<Utc> {
 const SECRET: &[u8] = b"contract-tests-signing-secret-0123456789";
 
 /// Who a token speaks for.
-#[derive(Clone, Debug, Default)]
-pub struct Identity {
-    pub roles: Vec<&'static str>,
-    pub tenant_id: Option<String>,
-    pub provider_subscription_id: Option<String>,
+#[derive(Clone, Debug)]
+pub struct Identity(pub Principal);
+
+fn guid(text: &str) -> Uuid {
+    tally_core::parse_guid(text).expect("a GUID")
 }
 
 impl Identity {
     pub fn operator() -> Self {
-        Self {
-            roles: vec!["Operator"],
-            ..Default::default()
-        }
+        Self(Principal::Operator)
     }
     pub fn resource_provider() -> Self {
-        Self {
-            roles: vec!["ResourceProvider"],
-            ..Default::default()
-        }
+        Self(Principal::resource_provider())
     }
     pub fn tenant(tenant_id: &str) -> Self {
-        Self {
-            tenant_id: Some(tenant_id.into()),
-            ..Default::default()
-        }
+        Self(Principal::tenant(guid(tenant_id)))
     }
     pub fn delegated_provider(tenant_id: &str, provider_subscription_id: &str) -> Self {
-        Self {
-            roles: vec!["DelegatedProvider"],
-            tenant_id: Some(tenant_id.into()),
-            provider_subscription_id: Some(provider_subscription_id.into()),
-        }
+        Self(Principal::delegated_provider(
+            Some(guid(tenant_id)),
+            guid(provider_subscription_id),
+        ))
     }
 
     /// Valid claims for this identity, one hour long.
     pub fn claims(&self) -> Claims {
-        let now = Utc::now().timestamp();
-        Claims {
-            iss: tally_gateway::auth::DEVELOPMENT_ISSUER.into(),
-            aud: tally_gateway::auth::DEVELOPMENT_AUDIENCE.into(),
-            sub: "contract-test".into(),
-            exp: now + 3_600,
-            nbf: Some(now - 60),
-            iat: Some(now),
-            tid: self.tenant_id.clone(),
-            roles: self.roles.iter().map(|r| r.to_string()).collect(),
-            provider_subscription_id: self.provider_subscription_id.clone(),
-        }
+        Claims::development(&self.0, "contract-test", chrono::TimeDelta::hours(1))
     }
 }
 
