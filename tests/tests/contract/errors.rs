@@ -7,7 +7,9 @@ use tally_core::Granularity;
 use tally_proto::convert::timestamp;
 use tally_proto::status;
 use tally_proto::usage::v1::AggregationGranularity::{Daily, Hourly};
-use tally_proto::usage::v1::{ListUsageAggregatesRequest, PostUsageRequest};
+use tally_proto::usage::v1::{
+    ListUsageAggregatesRequest, ListUsageAggregatesResponse, PostUsageRequest,
+};
 
 use crate::provider_request;
 
@@ -230,7 +232,34 @@ async fn continuation_tokens_are_tamper_proof(backend: Backend) {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(second.usage_aggregates.len(), 2);
+    let mut last = request.clone();
+    last.continuation_token = second.continuation_token.clone();
+    let third = provider
+        .list_subscriber_usage_aggregates(last)
+        .await
+        .unwrap()
+        .into_inner();
+    // The genuine token resumes where the first page ended: every row once, in three pages.
+    let resources = |page: &ListUsageAggregatesResponse| -> Vec<String> {
+        page.usage_aggregates
+            .iter()
+            .map(|r| {
+                let uri = &r.instance_data.as_ref().unwrap().resource_uri;
+                uri.rsplit('/').next().unwrap().to_string()
+            })
+            .collect()
+    };
+    assert_eq!(
+        [&first, &second, &third].map(|page| resources(page).len()),
+        [2, 2, 1]
+    );
+    assert!(third.continuation_token.is_empty());
+    let mut seen: Vec<String> = [&first, &second, &third]
+        .iter()
+        .flat_map(|page| resources(page))
+        .collect();
+    seen.sort();
+    assert_eq!(seen, ["vm0", "vm1", "vm2", "vm3", "vm4"]);
 
     let mut tampered = next.clone();
     let mut chars: Vec<char> = token.chars().collect();
