@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use tally_aggregator::{Aggregator, Config as AggregatorConfig};
-use tally_core::{Clock, ManualClock};
+use tally_core::{Clock, Granularity, ManualClock};
 use tally_gateway::{AuthConfig, Backends, Claims, Principal};
 use tally_proto::bearer::{AuthorizedChannel, Bearer};
 use tally_proto::registration::v1::{
@@ -28,6 +28,7 @@ use tonic::transport::{Channel, Endpoint};
 use uuid::Uuid;
 
 use crate::database::{Backend, TestDatabase};
+use crate::records::{SUB_A, batch, meters, record};
 
 /// How the services sit behind the gateway.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -263,6 +264,33 @@ impl Cluster {
             .expect("connect to gateway");
         cluster.operator = cluster.clients_for(&Identity::operator());
         cluster
+    }
+
+    /// A cluster (in one process) whose folder stopped after its first fold, holding one record
+    /// reported then, with the clock moved two hours on: the window it returns is past, yet not
+    /// complete, so it is `ProcessingNotComplete` unless incomplete windows are allowed.
+    pub async fn start_with_unfolded_window(
+        backend: Backend,
+    ) -> (Cluster, DateTime<Utc>, DateTime<Utc>) {
+        let cluster = Cluster::start_with(backend, Topology::InProcess, false).await;
+        cluster.wait_complete_through(cluster.now()).await;
+        let hour = Granularity::Hourly.bucket_start(cluster.now());
+        let unfolded = record(
+            "unfolded",
+            SUB_A,
+            meters::BASE_VM_SIZE_HOURS,
+            "vm1",
+            "1",
+            hour - chrono::TimeDelta::hours(1),
+        );
+        cluster
+            .ingestion()
+            .post_usage(batch(vec![unfolded]))
+            .await
+            .expect("post the unfolded record");
+        let end = hour + chrono::TimeDelta::hours(2);
+        cluster.clock.set(end);
+        (cluster, hour, end)
     }
 
     async fn start_remote_aggregator(&mut self, listener: TcpListener) {

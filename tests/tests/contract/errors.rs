@@ -305,26 +305,9 @@ async fn continuation_tokens_are_tamper_proof(backend: Backend) {
 }
 
 async fn processing_not_complete_unless_allowed(backend: Backend) {
-    let cluster = Cluster::start_with(backend, Topology::InProcess, false).await;
-    // The folder's one fold at start-up has run; after it nothing folds.
-    cluster.wait_complete_through(cluster.now()).await;
-    let hour = Granularity::Hourly.bucket_start(cluster.now());
-    cluster
-        .ingestion()
-        .post_usage(batch(vec![record(
-            "n1",
-            SUB_A,
-            meters::BASE_VM_SIZE_HOURS,
-            "vm1",
-            "1",
-            hour - Duration::hours(1),
-        )]))
-        .await
-        .unwrap();
-    // The clock moves on, but nothing folds: the window is past, yet not complete.
-    cluster.clock.set(hour + Duration::hours(2));
+    let (cluster, start, end) = Cluster::start_with_unfolded_window(backend).await;
     let mut provider = cluster.provider();
-    let request = provider_request(hour, hour + Duration::hours(2), Hourly);
+    let request = provider_request(start, end, Hourly);
     let err = provider
         .list_subscriber_usage_aggregates(request.clone())
         .await
@@ -344,6 +327,6 @@ async fn processing_not_complete_unless_allowed(backend: Backend) {
         .unwrap()
         .into_inner();
     assert!(page.usage_aggregates.is_empty(), "nothing is folded yet");
-    assert!(page.complete_through.unwrap().seconds < (hour + Duration::hours(2)).timestamp());
+    assert!(page.complete_through.unwrap().seconds < end.timestamp());
     cluster.stop().await;
 }

@@ -488,29 +488,12 @@ async fn rest_errors_follow_section_5_2(backend: Backend) {
 /// A past window that is not folded yet is `ProcessingNotComplete` (400), unless
 /// allowIncomplete.
 async fn rest_reports_processing_not_complete(backend: Backend) {
-    let cluster = Cluster::start_with(backend, Topology::InProcess, false).await;
-    // The folder's one fold at start-up has run; after it nothing folds.
-    cluster.wait_complete_through(cluster.now()).await;
-    let hour = Granularity::Hourly.bucket_start(cluster.now());
-    cluster
-        .ingestion()
-        .post_usage(batch(vec![record(
-            "n1",
-            OWNED_SUBSCRIPTION,
-            meters::BASE_VM_SIZE_HOURS,
-            "vm1",
-            "1",
-            hour - Duration::hours(1),
-        )]))
-        .await
-        .unwrap();
-    cluster.clock.set(hour + Duration::hours(2));
+    let (cluster, start, end) = Cluster::start_with_unfolded_window(backend).await;
     let complete_through = cluster.pipeline_status().await.complete_through.unwrap();
     let complete_through = DateTime::from_timestamp(complete_through.seconds, 0).unwrap();
-    let end = hour + Duration::hours(2);
     let path = format!(
         "/subscriptions/{REGISTRATION_SUBSCRIPTION}/providers/Microsoft.Commerce.Admin/subscriberUsageAggregates?{USAGE_API}&reportedStartTime={}&reportedEndTime={}&aggregationGranularity=Hourly",
-        z(hour),
+        z(start),
         z(end)
     );
     let operator = sign(&Identity::operator().claims(), None);
