@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use tally_aggregator::{Aggregator, Config as AggregatorConfig};
-use tally_core::{Clock, ManualClock};
-use tally_gateway::{AuthConfig, Backends, Claims};
+use tally_core::{Clock, Granularity, ManualClock};
+use tally_gateway::{AuthConfig, Backends, Claims, Principal};
 use tally_proto::bearer::{AuthorizedChannel, Bearer};
 use tally_proto::clock::v1::clock_client::ClockClient;
 use tally_proto::registration::v1::{
@@ -26,8 +26,10 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+use uuid::Uuid;
 
 use crate::database::{Backend, TestDatabase};
+use crate::records::{SUB_A, batch, meters, record};
 
 /// How the services sit behind the gateway.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,54 +51,33 @@ pub fn start_time() -> DateTime<Utc> {
 const SECRET: &[u8] = b"contract-tests-signing-secret-0123456789";
 
 /// Who a token speaks for.
-#[derive(Clone, Debug, Default)]
-pub struct Identity {
-    pub roles: Vec<&'static str>,
-    pub tenant_id: Option<String>,
-    pub provider_subscription_id: Option<String>,
+#[derive(Clone, Debug)]
+pub struct Identity(pub Principal);
+
+fn guid(text: &str) -> Uuid {
+    tally_core::parse_guid(text).expect("a GUID")
 }
 
 impl Identity {
     pub fn operator() -> Self {
-        Self {
-            roles: vec!["Operator"],
-            ..Default::default()
-        }
+        Self(Principal::Operator)
     }
     pub fn resource_provider() -> Self {
-        Self {
-            roles: vec!["ResourceProvider"],
-            ..Default::default()
-        }
+        Self(Principal::resource_provider())
     }
     pub fn tenant(tenant_id: &str) -> Self {
-        Self {
-            tenant_id: Some(tenant_id.into()),
-            ..Default::default()
-        }
+        Self(Principal::tenant(guid(tenant_id)))
     }
     pub fn delegated_provider(tenant_id: &str, provider_subscription_id: &str) -> Self {
-        Self {
-            roles: vec!["DelegatedProvider"],
-            tenant_id: Some(tenant_id.into()),
-            provider_subscription_id: Some(provider_subscription_id.into()),
-        }
+        Self(Principal::delegated_provider(
+            Some(guid(tenant_id)),
+            guid(provider_subscription_id),
+        ))
     }
 
     /// Valid claims for this identity, one hour long.
     pub fn claims(&self) -> Claims {
-        let now = Utc::now().timestamp();
-        Claims {
-            iss: tally_gateway::auth::DEVELOPMENT_ISSUER.into(),
-            aud: tally_gateway::auth::DEVELOPMENT_AUDIENCE.into(),
-            sub: "contract-test".into(),
-            exp: now + 3_600,
-            nbf: Some(now - 60),
-            iat: Some(now),
-            tid: self.tenant_id.clone(),
-            roles: self.roles.iter().map(|r| r.to_string()).collect(),
-            provider_subscription_id: self.provider_subscription_id.clone(),
-        }
+        Claims::development(&self.0, "contract-test", chrono::TimeDelta::hours(1))
     }
 }
 
@@ -162,7 +143,7 @@ pub struct Cluster {
     pub gateway: SocketAddr,
     aggregator_addr: Option<SocketAddr>,
     remote: Option<RemoteAggregator>,
-    in_process: Option<(Arc<Aggregator>, Background)>,
+    in_process: Option<(Arc<Aggregator>, Option<Background>)>,
     servers: Vec<Background>,
     channel: Channel,
     operator: Clients,
@@ -218,16 +199,19 @@ impl Cluster {
         let (usage, registration): (Arc<dyn UsageApi>, Arc<dyn RegistrationApi>) = match topology {
             Topology::InProcess => {
                 let clock: Arc<dyn Clock> = cluster.clock.clone();
-                let mut config = aggregator_config(&cluster.db);
-                if !fold {
-                    config.fold_interval = Duration::from_secs(24 * 3_600);
-                }
+                let config = aggregator_config(&cluster.db);
                 let aggregator = Arc::new(
                     Aggregator::open(&config, clock)
                         .await
                         .expect("open aggregator"),
                 );
-                cluster.in_process = Some((aggregator.clone(), aggregator.start_folder()));
+                let folder = if fold {
+                    Some(aggregator.start_folder())
+                } else {
+                    aggregator.fold_pending().await.expect("the one fold");
+                    None
+                };
+                cluster.in_process = Some((aggregator.clone(), folder));
                 (aggregator, registration_service)
             }
             Topology::Remote => {
@@ -279,6 +263,33 @@ impl Cluster {
             .expect("connect to gateway");
         cluster.operator = cluster.clients_for(&Identity::operator());
         cluster
+    }
+
+    /// A cluster (in one process) whose folder stopped after its first fold, holding one record
+    /// reported then, with the clock moved two hours on: the window it returns is past, yet not
+    /// complete, so it is `ProcessingNotComplete` unless incomplete windows are allowed.
+    pub async fn start_with_unfolded_window(
+        backend: Backend,
+    ) -> (Cluster, DateTime<Utc>, DateTime<Utc>) {
+        let cluster = Cluster::start_with(backend, Topology::InProcess, false).await;
+        cluster.wait_complete_through(cluster.now()).await;
+        let hour = Granularity::Hourly.bucket_start(cluster.now());
+        let unfolded = record(
+            "unfolded",
+            SUB_A,
+            meters::BASE_VM_SIZE_HOURS,
+            "vm1",
+            "1",
+            hour - chrono::TimeDelta::hours(1),
+        );
+        cluster
+            .ingestion()
+            .post_usage(batch(vec![unfolded]))
+            .await
+            .expect("post the unfolded record");
+        let end = hour + chrono::TimeDelta::hours(2);
+        cluster.clock.set(end);
+        (cluster, hour, end)
     }
 
     async fn start_remote_aggregator(&mut self, listener: TcpListener) {
@@ -417,7 +428,9 @@ impl Cluster {
             server.stop().await;
         }
         if let Some((aggregator, folder)) = self.in_process.take() {
-            folder.stop().await;
+            if let Some(folder) = folder {
+                folder.stop().await;
+            }
             drop(aggregator);
         }
         if let Some(remote) = self.remote.take() {

@@ -42,3 +42,8 @@ pub async fn get(base: &str, path: &str, token: Option<&str>) -> (StatusCode, Va
 pub fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("")
 }
+
+/// The ARM error code and message of an error body.
+pub fn error(body: &Value) -> (&str, &str) {
+    (code(body), body["error"]["message"].as_str().unwrap_or(""))
+}

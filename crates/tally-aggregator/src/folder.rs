@@ -21,12 +21,12 @@ impl Aggregator {
         tokio::pin!(stop);
         let ticker = Ticker::new(self.clock.as_ref(), self.config.fold_interval);
         loop {
+            if let Err(error) = self.fold_pending().await {
+                tracing::warn!(%error, "fold failed; retrying on the next tick");
+            }
             tokio::select! {
                 _ = &mut stop => return,
                 _ = ticker.tick() => {}
-            }
-            if let Err(error) = self.fold_pending().await {
-                tracing::warn!(%error, "fold failed; retrying on the next tick");
             }
         }
     }

@@ -1,4 +1,5 @@
-//! Authentication: bearer JWTs, checked by a tower layer in front of every gRPC and REST route.
+//! Tokens: which bearer JWTs the gateway accepts, and the [`Principal`] each establishes.
+//! (The layer that applies this to every request is in `http.rs`.)
 //!
 //! Accepted tokens are HS256 (a shared secret) or RS256 (configured public keys), with the
 //! configured issuer and audience, unexpired and already valid. `alg: none` and every other
@@ -6,15 +7,13 @@
 //! (`Operator`, `ResourceProvider`, `DelegatedProvider`; none for a tenant user) and, for a
 //! delegated provider, the provider subscription it acts for (`provider_subscription_id`).
 
-use std::sync::Arc;
-
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use chrono::{TimeDelta, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use tally_core::Reason;
 use uuid::Uuid;
+
+use crate::principal::{Grants, Principal, Role};
 
 /// Issuer and audience of the tokens `tally token` mints for development.
 pub const DEVELOPMENT_ISSUER: &str = "tally";
@@ -22,53 +21,6 @@ pub const DEVELOPMENT_AUDIENCE: &str = "tally";
 
 /// Allowed clock difference between token issuers and the gateway.
 const LEEWAY_SECONDS: u64 = 30;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Role {
-    Operator,
-    ResourceProvider,
-    DelegatedProvider,
-}
-
-impl Role {
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::Operator => "Operator",
-            Role::ResourceProvider => "ResourceProvider",
-            Role::DelegatedProvider => "DelegatedProvider",
-        }
-    }
-
-    /// Case-insensitive, with or without dashes (`resource-provider`).
-    pub fn parse(text: &str) -> Option<Role> {
-        let key: String = text
-            .chars()
-            .filter(|c| *c != '-' && *c != '_')
-            .collect::<String>()
-            .to_ascii_lowercase();
-        match key.as_str() {
-            "operator" => Some(Role::Operator),
-            "resourceprovider" => Some(Role::ResourceProvider),
-            "delegatedprovider" => Some(Role::DelegatedProvider),
-            _ => None,
-        }
-    }
-}
-
-/// Who is calling, as established from the token.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Caller {
-    pub subject: String,
-    pub tenant_id: Option<Uuid>,
-    pub roles: Vec<Role>,
-    pub provider_subscription_id: Option<Uuid>,
-}
-
-impl Caller {
-    pub fn has(&self, role: Role) -> bool {
-        self.roles.contains(&role)
-    }
-}
 
 /// The claims Tally reads and `tally token` writes.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -164,8 +116,8 @@ impl Verifier {
         validation
     }
 
-    /// The caller a token establishes.
-    pub fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+    /// The principal a token establishes.
+    pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
         if !matches!(header.alg, Algorithm::HS256 | Algorithm::RS256) {
@@ -177,7 +129,7 @@ impl Verifier {
         let mut last_error = AuthError::Invalid(format!("no key for algorithm {:?}", header.alg));
         for (algorithm, key) in self.keys.iter().filter(|(a, _)| *a == header.alg) {
             match jsonwebtoken::decode::<Claims>(token, key, &self.validation(*algorithm)) {
-                Ok(data) => return caller(data.claims),
+                Ok(data) => return data.claims.principal(),
                 Err(e) => last_error = AuthError::Invalid(e.to_string()),
             }
         }
@@ -185,35 +137,67 @@ impl Verifier {
     }
 }
 
-fn caller(claims: Claims) -> Result<Caller, AuthError> {
-    let guid = |name: &str, text: &Option<String>| -> Result<Option<Uuid>, AuthError> {
-        match text.as_deref() {
-            None | Some("") => Ok(None),
-            Some(t) => tally_core::parse_guid(t)
-                .map(Some)
-                .ok_or_else(|| AuthError::Invalid(format!("claim {name} is not a GUID"))),
+impl Claims {
+    /// The claims of a development token for `principal` (what `tally token` and the tests
+    /// sign): the development issuer and audience, valid from a minute ago for `lifetime`.
+    pub fn development(principal: &Principal, subject: &str, lifetime: TimeDelta) -> Claims {
+        let now = Utc::now();
+        let (tenant, provider_subscription) = match principal {
+            Principal::Operator => (None, None),
+            Principal::Limited(grants) => (grants.tenant, grants.delegated_provider),
+        };
+        let guid = |id: Uuid| id.hyphenated().to_string();
+        Claims {
+            iss: DEVELOPMENT_ISSUER.into(),
+            aud: DEVELOPMENT_AUDIENCE.into(),
+            sub: subject.into(),
+            exp: (now + lifetime).timestamp(),
+            nbf: Some((now - TimeDelta::minutes(1)).timestamp()),
+            iat: Some(now.timestamp()),
+            tid: tenant.map(guid),
+            roles: principal
+                .roles()
+                .into_iter()
+                .map(|r| r.name().to_string())
+                .collect(),
+            provider_subscription_id: provider_subscription.map(guid),
         }
-    };
-    let mut roles = Vec::new();
-    for name in &claims.roles {
+    }
+
+    /// What these (verified) claims grant.
+    fn principal(&self) -> Result<Principal, AuthError> {
+        let guid = |name: &str, text: &Option<String>| -> Result<Option<Uuid>, AuthError> {
+            match text.as_deref() {
+                None | Some("") => Ok(None),
+                Some(t) => tally_core::parse_guid(t)
+                    .map(Some)
+                    .ok_or_else(|| AuthError::Invalid(format!("claim {name} is not a GUID"))),
+            }
+        };
         // Roles of other applications may share a token; only ours matter here.
-        if let Some(role) = Role::parse(name) {
-            roles.push(role);
+        let roles: Vec<Role> = self.roles.iter().filter_map(|r| Role::parse(r)).collect();
+        let tenant = guid("tid", &self.tid)?;
+        let provider_subscription =
+            guid("provider_subscription_id", &self.provider_subscription_id)?;
+        let delegated_provider = if roles.contains(&Role::DelegatedProvider) {
+            let provider_subscription = provider_subscription.ok_or_else(|| {
+                AuthError::Invalid(
+                    "a DelegatedProvider token needs a provider_subscription_id claim".into(),
+                )
+            })?;
+            Some(provider_subscription)
+        } else {
+            None
+        };
+        if roles.contains(&Role::Operator) {
+            return Ok(Principal::Operator);
         }
+        Ok(Principal::Limited(Grants {
+            tenant,
+            resource_provider: roles.contains(&Role::ResourceProvider),
+            delegated_provider,
+        }))
     }
-    let provider_subscription_id =
-        guid("provider_subscription_id", &claims.provider_subscription_id)?;
-    if roles.contains(&Role::DelegatedProvider) && provider_subscription_id.is_none() {
-        return Err(AuthError::Invalid(
-            "a DelegatedProvider token needs a provider_subscription_id claim".into(),
-        ));
-    }
-    Ok(Caller {
-        subject: claims.sub,
-        tenant_id: guid("tid", &claims.tid)?,
-        roles,
-        provider_subscription_id,
-    })
 }
 
 /// Signs development tokens with an HS256 secret.
@@ -225,132 +209,165 @@ pub fn mint(secret: &[u8], claims: &Claims) -> Result<String, jsonwebtoken::erro
     )
 }
 
-/// Paths anyone may call: health checks (for load balancers) and reflection (schema only).
-fn is_public(path: &str) -> bool {
-    path.starts_with("/grpc.health.v1.Health/")
-        || path.starts_with("/grpc.reflection.v1.ServerReflection/")
-        || path.starts_with("/grpc.reflection.v1alpha.ServerReflection/")
-}
-
-pub(crate) fn is_grpc(request: &Request) -> bool {
-    request
-        .headers()
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"))
-}
-
-/// The layer: puts the [`Caller`] into the request's extensions, or answers UNAUTHENTICATED
-/// (gRPC) / 401 (REST) without calling any service.
-pub(crate) async fn authenticate(
-    State(verifier): State<Arc<Verifier>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    if is_public(request.uri().path()) {
-        return next.run(request).await;
-    }
-    let token = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, token) = v.trim().split_once(' ')?;
-            scheme
-                .eq_ignore_ascii_case("bearer")
-                .then(|| token.trim().to_string())
-        });
-    let result = match token {
-        None => Err(AuthError::Missing),
-        Some(token) => verifier.verify(&token),
-    };
-    match result {
-        Ok(caller) => {
-            request.extensions_mut().insert(caller);
-            next.run(request).await
-        }
-        Err(error) => {
-            tracing::debug!(%error, path = request.uri().path(), "unauthenticated request");
-            let status = tally_proto::status::status(error.reason(), error.to_string());
-            if is_grpc(&request) {
-                status.into_http::<axum::body::Body>().into_response()
-            } else {
-                crate::rest::from_status(&status).into_response()
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn claims(exp_offset: i64) -> Claims {
-        let now = chrono::Utc::now().timestamp();
-        Claims {
-            iss: DEVELOPMENT_ISSUER.into(),
-            aud: DEVELOPMENT_AUDIENCE.into(),
-            sub: "someone".into(),
-            exp: now + exp_offset,
-            nbf: Some(now - 60),
-            iat: Some(now),
-            tid: Some("6A1B2C3D-4E5F-4A6B-8C7D-9E0F1A2B3C4D".into()),
-            roles: vec!["operator".into(), "SomethingElse".into()],
-            provider_subscription_id: None,
+    const SECRET: &[u8] = b"secret";
+    const TENANT: &str = "6a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
+    const PROVIDER: &str = "5e5e5e5e-4444-4444-8444-444444444444";
+
+    fn guid(text: &str) -> Uuid {
+        tally_core::parse_guid(text).unwrap()
+    }
+
+    fn claims(roles: &[&str], tid: Option<&str>, provider: Option<&str>) -> Claims {
+        let mut claims = Claims::development(
+            &Principal::Limited(Grants::default()),
+            "someone",
+            TimeDelta::hours(1),
+        );
+        claims.roles = roles.iter().map(|r| r.to_string()).collect();
+        claims.tid = tid.map(str::to_string);
+        claims.provider_subscription_id = provider.map(str::to_string);
+        claims
+    }
+
+    /// What verifying `claims` signed with `secret` gives, the refusal as its message.
+    fn verify(claims: &Claims, secret: &[u8]) -> Result<Principal, String> {
+        let verifier = Verifier::new(&AuthConfig::development(SECRET.to_vec())).unwrap();
+        verifier
+            .verify(&mint(secret, claims).unwrap())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn every_token_means_what_the_roles_table_says() {
+        let (tenant, provider) = (Some(guid(TENANT)), Some(guid(PROVIDER)));
+        let limited = |tenant, resource_provider, delegated_provider| {
+            Principal::Limited(Grants {
+                tenant,
+                resource_provider,
+                delegated_provider,
+            })
+        };
+        let cases = [
+            (claims(&["Operator"], None, None), Principal::Operator),
+            (
+                // Other claims add nothing to an operator; other applications' roles are ignored.
+                claims(&["operator", "SomethingElse"], Some(TENANT), Some(PROVIDER)),
+                Principal::Operator,
+            ),
+            (
+                claims(&[], Some(TENANT), None),
+                limited(tenant, false, None),
+            ),
+            (
+                claims(&["ResourceProvider"], None, None),
+                limited(None, true, None),
+            ),
+            (
+                claims(&["resource-provider"], Some(TENANT), None),
+                limited(tenant, true, None),
+            ),
+            (
+                claims(&["DelegatedProvider"], Some(TENANT), Some(PROVIDER)),
+                limited(tenant, false, provider),
+            ),
+            (
+                claims(
+                    &["ResourceProvider", "delegated_provider"],
+                    None,
+                    Some(PROVIDER),
+                ),
+                limited(None, true, provider),
+            ),
+            // A provider subscription without the role grants nothing.
+            (
+                claims(&[], None, Some(PROVIDER)),
+                limited(None, false, None),
+            ),
+            (claims(&[], None, None), limited(None, false, None)),
+        ];
+        for (claims, expected) in cases {
+            assert_eq!(verify(&claims, SECRET), Ok(expected), "{claims:?}");
         }
     }
 
     #[test]
-    fn a_minted_token_verifies_to_its_caller() {
-        let verifier = Verifier::new(&AuthConfig::development(b"secret".to_vec())).unwrap();
-        let token = mint(b"secret", &claims(3_600)).unwrap();
-        let caller = verifier.verify(&token).unwrap();
-        assert_eq!(caller.roles, [Role::Operator]);
-        assert_eq!(
-            caller.tenant_id.unwrap().hyphenated().to_string(),
-            "6a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
-        );
+    fn development_claims_verify_to_their_principal() {
+        let (tenant, provider) = (guid(TENANT), guid(PROVIDER));
+        for principal in [
+            Principal::Operator,
+            Principal::tenant(tenant),
+            Principal::resource_provider(),
+            Principal::delegated_provider(Some(tenant), provider),
+            Principal::delegated_provider(None, provider),
+            Principal::Limited(Grants {
+                tenant: Some(tenant),
+                resource_provider: true,
+                delegated_provider: Some(provider),
+            }),
+        ] {
+            let claims = Claims::development(&principal, "someone", TimeDelta::hours(1));
+            assert_eq!(verify(&claims, SECRET), Ok(principal), "{claims:?}");
+        }
     }
 
     #[test]
-    fn bad_tokens_are_refused() {
-        let verifier = Verifier::new(&AuthConfig::development(b"secret".to_vec())).unwrap();
+    fn bad_tokens_are_refused_with_the_reason() {
+        let valid = || claims(&["Operator"], None, None);
+        let now = Utc::now().timestamp();
+        let mut expired = valid();
+        expired.exp = now - 3_600;
+        let mut not_yet = valid();
+        not_yet.nbf = Some(now + 3_600);
+        let mut issuer = valid();
+        issuer.iss = "elsewhere".into();
+        let mut audience = valid();
+        audience.aud = "elsewhere".into();
+        let cases = [
+            (expired, SECRET, "ExpiredSignature"),
+            (valid(), b"other".as_slice(), "InvalidSignature"),
+            (not_yet, SECRET, "ImmatureSignature"),
+            (issuer, SECRET, "InvalidIssuer"),
+            (audience, SECRET, "InvalidAudience"),
+            (
+                claims(&["DelegatedProvider"], Some(TENANT), None),
+                SECRET,
+                "a DelegatedProvider token needs a provider_subscription_id claim",
+            ),
+            (
+                claims(&["Operator", "DelegatedProvider"], None, None),
+                SECRET,
+                "a DelegatedProvider token needs a provider_subscription_id claim",
+            ),
+            (
+                claims(&[], Some("not-a-guid"), None),
+                SECRET,
+                "claim tid is not a GUID",
+            ),
+            (
+                claims(&["DelegatedProvider"], None, Some("nope")),
+                SECRET,
+                "claim provider_subscription_id is not a GUID",
+            ),
+        ];
+        for (claims, secret, reason) in cases {
+            let refused = verify(&claims, secret).unwrap_err();
+            assert_eq!(
+                refused,
+                format!("the bearer token is invalid: {reason}"),
+                "{claims:?}"
+            );
+        }
+        let verifier = Verifier::new(&AuthConfig::development(SECRET.to_vec())).unwrap();
+        let refused = verifier.verify("not.a.token").unwrap_err();
         assert!(
-            verifier
-                .verify(&mint(b"secret", &claims(-3_600)).unwrap())
-                .is_err(),
-            "expired"
+            matches!(&refused, AuthError::Invalid(m) if m.contains("Base64")),
+            "{refused}"
         );
-        assert!(
-            verifier
-                .verify(&mint(b"other", &claims(3_600)).unwrap())
-                .is_err(),
-            "wrong key"
-        );
-        let mut c = claims(3_600);
-        c.nbf = Some(chrono::Utc::now().timestamp() + 3_600);
-        assert!(
-            verifier.verify(&mint(b"secret", &c).unwrap()).is_err(),
-            "not yet valid"
-        );
-        let mut c = claims(3_600);
-        c.iss = "elsewhere".into();
-        assert!(
-            verifier.verify(&mint(b"secret", &c).unwrap()).is_err(),
-            "issuer"
-        );
-        let mut c = claims(3_600);
-        c.aud = "elsewhere".into();
-        assert!(
-            verifier.verify(&mint(b"secret", &c).unwrap()).is_err(),
-            "audience"
-        );
-        let mut c = claims(3_600);
-        c.roles = vec!["DelegatedProvider".into()];
-        assert!(
-            verifier.verify(&mint(b"secret", &c).unwrap()).is_err(),
-            "delegated provider without subscription"
-        );
-        assert!(verifier.verify("not.a.token").is_err());
+        assert_eq!(refused.reason(), Reason::InvalidToken);
+        assert_eq!(AuthError::Missing.reason(), Reason::MissingCredentials);
     }
 }

@@ -1,13 +1,17 @@
 //! The gateway: Tally's public front door. On one listener it serves the usage and registration
 //! contracts over gRPC (with health and reflection) and the Azure-compatible REST surface, and
-//! puts access control in front of all of it: a tower layer authenticates every request
-//! ([`auth`]), and guards authorize each call ([`guard`]) before it reaches the services behind,
-//! which it calls through their Rust traits: in-process inside `tally serve`, over gRPC when
-//! deployed apart.
+//! puts access control in front of all of it: a tower layer ([`http`]) authenticates every
+//! request with a token ([`auth`]) and attaches its [`Principal`]; guards ([`guard`]) authorize
+//! each call before it reaches the services behind, which they call through their Rust traits:
+//! in-process inside `tally serve`, over gRPC when deployed apart.
+//!
+//! Modules depend one way: `principal` <- `auth`, `guard` <- `rest` <- `http` <- this file.
 
 pub mod auth;
 mod clock;
 mod guard;
+mod http;
+mod principal;
 mod rest;
 
 use std::future::Future;
@@ -22,9 +26,10 @@ use tally_proto::usage_api::{UsageApi, UsageClient, UsageGrpc, UsageServices};
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 
-pub use auth::{AuthConfig, Caller, Claims, Role};
+pub use auth::{AuthConfig, Claims};
 pub use clock::ProcessClock;
 pub use guard::OWNERSHIP_TTL;
+pub use principal::{Grants, Principal, Role};
 
 /// Where the gateway finds the services behind it, when they run apart, and which tokens it
 /// accepts.
@@ -78,23 +83,14 @@ pub async fn serve_backends(
         auth::Verifier::new(&auth).map_err(|e| ServeError::Config(format!("tokens: {e}")))?,
     );
     let ownership = Arc::new(guard::Ownership::new(backends.registration.clone()));
-    let usage: Arc<dyn UsageApi> = Arc::new(guard::GuardedUsage {
-        inner: backends.usage.clone(),
-        ownership: ownership.clone(),
-    });
-    let registration: Arc<dyn RegistrationApi> = Arc::new(guard::GuardedRegistration {
-        inner: backends.registration.clone(),
+    let usage = Arc::new(guard::GuardedUsage::new(backends.usage, ownership.clone()));
+    let registration = Arc::new(guard::GuardedRegistration::new(
+        backends.registration,
         ownership,
-    });
-    let rest = Arc::new(rest::RestState {
-        usage: usage.clone(),
-        registration: registration.clone(),
-        meters: rest::MeterNames::new(backends.usage.clone()),
-    });
+    ));
+    let rest = Arc::new(rest::RestState::new(usage.clone(), registration.clone()));
 
-    let clock: Arc<dyn ClockApi> = Arc::new(guard::GuardedClock {
-        inner: backends.clock.clone(),
-    });
+    let clock = Arc::new(guard::GuardedClock::new(backends.clock));
     let serving: Vec<&str> = UsageServices::<dyn UsageApi>::NAMES
         .iter()
         .chain(RegistrationServices::<dyn RegistrationApi>::NAMES)
@@ -108,10 +104,10 @@ pub async fn serve_backends(
     let router = grpc
         .routes()
         .into_axum_router()
-        .fallback_service(axum::routing::any(rest::dispatch).with_state(rest))
+        .fallback_service(axum::routing::any(http::fallback).with_state(rest))
         .layer(axum::middleware::from_fn_with_state(
             verifier,
-            auth::authenticate,
+            http::authenticate,
         ));
     tally_proto::server::serve(Routes::from(router), listener, shutdown, true).await?;
     Ok(())

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use tally_gateway::{AuthConfig, Claims, Role};
+use tally_gateway::{AuthConfig, Claims, Grants, Principal};
 
 use crate::cli::{AuthArgs, TokenArgs, TokenRole};
 
@@ -80,35 +80,31 @@ pub(crate) fn claims(
     subject: &str,
     hours: i64,
 ) -> anyhow::Result<Claims> {
-    let roles = match role {
-        TokenRole::Operator => vec![Role::Operator],
-        TokenRole::ResourceProvider => vec![Role::ResourceProvider],
-        TokenRole::DelegatedProvider => vec![Role::DelegatedProvider],
-        TokenRole::Tenant => vec![],
+    let guid = |text: Option<String>| -> anyhow::Result<Option<uuid::Uuid>> {
+        text.map(|id| tally_core::parse_guid(&id).with_context(|| format!("{id:?} is not a GUID")))
+            .transpose()
     };
-    if role == TokenRole::Tenant && tenant_id.is_none() {
-        bail!("a tenant token needs --tenant-id");
-    }
-    if role == TokenRole::DelegatedProvider && provider_subscription_id.is_none() {
-        bail!("a delegated-provider token needs --provider-subscription-id");
-    }
-    for id in tenant_id.iter().chain(&provider_subscription_id) {
-        if tally_core::parse_guid(id).is_none() {
-            bail!("{id:?} is not a GUID");
-        }
-    }
-    let now = chrono::Utc::now().timestamp();
-    Ok(Claims {
-        iss: tally_gateway::auth::DEVELOPMENT_ISSUER.into(),
-        aud: tally_gateway::auth::DEVELOPMENT_AUDIENCE.into(),
-        sub: subject.to_string(),
-        exp: now + hours * 3_600,
-        nbf: Some(now - 60),
-        iat: Some(now),
-        tid: tenant_id,
-        roles: roles.iter().map(|r| r.name().to_string()).collect(),
-        provider_subscription_id,
-    })
+    let tenant = guid(tenant_id)?;
+    let provider_subscription = guid(provider_subscription_id)?;
+    let principal = match role {
+        TokenRole::Operator => Principal::Operator,
+        TokenRole::ResourceProvider => Principal::Limited(Grants {
+            tenant,
+            resource_provider: true,
+            delegated_provider: None,
+        }),
+        TokenRole::DelegatedProvider => Principal::delegated_provider(
+            tenant,
+            provider_subscription
+                .context("a delegated-provider token needs --provider-subscription-id")?,
+        ),
+        TokenRole::Tenant => Principal::tenant(tenant.context("a tenant token needs --tenant-id")?),
+    };
+    Ok(Claims::development(
+        &principal,
+        subject,
+        chrono::TimeDelta::hours(hours),
+    ))
 }
 
 pub(crate) fn token(args: TokenArgs) -> anyhow::Result<()> {

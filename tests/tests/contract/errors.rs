@@ -7,7 +7,9 @@ use tally_core::Granularity;
 use tally_proto::convert::timestamp;
 use tally_proto::status;
 use tally_proto::usage::v1::AggregationGranularity::{Daily, Hourly};
-use tally_proto::usage::v1::{ListUsageAggregatesRequest, PostUsageRequest};
+use tally_proto::usage::v1::{
+    ListUsageAggregatesRequest, ListUsageAggregatesResponse, PostUsageRequest,
+};
 
 use crate::provider_request;
 
@@ -230,7 +232,34 @@ async fn continuation_tokens_are_tamper_proof(backend: Backend) {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(second.usage_aggregates.len(), 2);
+    let mut last = request.clone();
+    last.continuation_token = second.continuation_token.clone();
+    let third = provider
+        .list_subscriber_usage_aggregates(last)
+        .await
+        .unwrap()
+        .into_inner();
+    // The genuine token resumes where the first page ended: every row once, in three pages.
+    let resources = |page: &ListUsageAggregatesResponse| -> Vec<String> {
+        page.usage_aggregates
+            .iter()
+            .map(|r| {
+                let uri = &r.instance_data.as_ref().unwrap().resource_uri;
+                uri.rsplit('/').next().unwrap().to_string()
+            })
+            .collect()
+    };
+    assert_eq!(
+        [&first, &second, &third].map(|page| resources(page).len()),
+        [2, 2, 1]
+    );
+    assert!(third.continuation_token.is_empty());
+    let mut seen: Vec<String> = [&first, &second, &third]
+        .iter()
+        .flat_map(|page| resources(page))
+        .collect();
+    seen.sort();
+    assert_eq!(seen, ["vm0", "vm1", "vm2", "vm3", "vm4"]);
 
     let mut tampered = next.clone();
     let mut chars: Vec<char> = token.chars().collect();
@@ -276,26 +305,9 @@ async fn continuation_tokens_are_tamper_proof(backend: Backend) {
 }
 
 async fn processing_not_complete_unless_allowed(backend: Backend) {
-    let cluster = Cluster::start_with(backend, Topology::InProcess, false).await;
-    // The folder's one fold at start-up has run; after it nothing folds.
-    cluster.wait_complete_through(cluster.now()).await;
-    let hour = Granularity::Hourly.bucket_start(cluster.now());
-    cluster
-        .ingestion()
-        .post_usage(batch(vec![record(
-            "n1",
-            SUB_A,
-            meters::BASE_VM_SIZE_HOURS,
-            "vm1",
-            "1",
-            hour - Duration::hours(1),
-        )]))
-        .await
-        .unwrap();
-    // The clock moves on, but nothing folds: the window is past, yet not complete.
-    cluster.clock.set(hour + Duration::hours(2));
+    let (cluster, start, end) = Cluster::start_with_unfolded_window(backend).await;
     let mut provider = cluster.provider();
-    let request = provider_request(hour, hour + Duration::hours(2), Hourly);
+    let request = provider_request(start, end, Hourly);
     let err = provider
         .list_subscriber_usage_aggregates(request.clone())
         .await
@@ -315,6 +327,6 @@ async fn processing_not_complete_unless_allowed(backend: Backend) {
         .unwrap()
         .into_inner();
     assert!(page.usage_aggregates.is_empty(), "nothing is folded yet");
-    assert!(page.complete_through.unwrap().seconds < (hour + Duration::hours(2)).timestamp());
+    assert!(page.complete_through.unwrap().seconds < end.timestamp());
     cluster.stop().await;
 }

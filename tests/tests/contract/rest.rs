@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
 use tally_contract_tests::records::{batch, meters, record};
-use tally_contract_tests::rest::{call, code, get};
+use tally_contract_tests::rest::{call, code, error, get};
 use tally_contract_tests::world::{
     self, OTHER_SUBSCRIPTION, OWNED_SUBSCRIPTION, OWNER_TENANT, PROVIDER_SUBSCRIPTION,
     REGISTRATION_SUBSCRIPTION, RESELLER_TENANT,
@@ -24,6 +24,7 @@ use crate::{RowId, provider_rows};
 on_both_backends!(
     rest_and_grpc_agree_row_for_row,
     rest_errors_follow_section_5_2,
+    rest_reports_processing_not_complete,
     customer_subscriptions_over_rest,
     every_role_meets_every_rest_route
 );
@@ -252,24 +253,23 @@ async fn rest_errors_follow_section_5_2(backend: Backend) {
         assert_eq!(body["value"].as_array().unwrap().len(), 1, "{body}");
     }
 
-    let future = z(day + Duration::days(2));
-    let unaligned = (day - Duration::hours(5))
-        .format("%Y-%m-%dT%H:30:00Z")
-        .to_string();
-    let cases: Vec<(String, &str, StatusCode, &str, &str)> = vec![
+    let future = day + Duration::days(2);
+    let unaligned = day - Duration::hours(5) + Duration::minutes(30);
+    // Path, caller, status, code, and the whole message: fields named as REST names them.
+    let cases: Vec<(String, &str, StatusCode, &str, String)> = vec![
         (
             tenant_path(&window),
             "tenant",
             StatusCode::BAD_REQUEST,
             "NoApiVersion",
-            "api-version",
+            "the api-version query parameter is required; use 2015-06-01-preview".into(),
         ),
         (
             tenant_path(&format!("api-version=2016-01-01&{window}")),
             "tenant",
             StatusCode::BAD_REQUEST,
             "InvalidProperty",
-            "api-version",
+            "api-version 2016-01-01 is not supported; use 2015-06-01-preview".into(),
         ),
         (
             tenant_path(&format!(
@@ -279,34 +279,56 @@ async fn rest_errors_follow_section_5_2(backend: Backend) {
             "tenant",
             StatusCode::BAD_REQUEST,
             "InvalidProperty",
-            "reportedStartTime",
+            "reportedStartTime: \"yesterday\" is not an ISO 8601 UTC time such as 2026-11-27T00:00:00Z"
+                .into(),
+        ),
+        (
+            // Beyond the nanosecond range of Tally's times: refused before any service is asked.
+            tenant_path(&format!(
+                "{USAGE_API}&reportedStartTime=2300-01-01T00:00:00Z&reportedEndTime={}",
+                z(end)
+            )),
+            "tenant",
+            StatusCode::BAD_REQUEST,
+            "InvalidProperty",
+            "reportedStartTime: \"2300-01-01T00:00:00Z\" is outside the times Tally keeps (1677-09-21 to 2262-04-11)"
+                .into(),
         ),
         (
             tenant_path(&format!("{USAGE_API}&reportedEndTime={}", z(end))),
             "tenant",
             StatusCode::BAD_REQUEST,
             "InvalidProperty",
-            "reportedStartTime",
+            "reportedStartTime: is required".into(),
         ),
         (
             tenant_path(&format!(
-                "{USAGE_API}&reportedStartTime={unaligned}&reportedEndTime={}&aggregationGranularity=hourly",
+                "{USAGE_API}&reportedStartTime={}&reportedEndTime={}&aggregationGranularity=hourly",
+                z(unaligned),
                 z(end)
             )),
             "tenant",
             StatusCode::BAD_REQUEST,
             "InvalidProperty",
-            "reportedStartTime",
+            format!(
+                "reportedStartTime: {} is not on an hour boundary (UTC)",
+                unaligned.to_rfc3339()
+            ),
         ),
         (
             tenant_path(&format!(
-                "{USAGE_API}&reportedStartTime={}&reportedEndTime={future}",
-                z(start)
+                "{USAGE_API}&reportedStartTime={}&reportedEndTime={}",
+                z(start),
+                z(future)
             )),
             "tenant",
             StatusCode::BAD_REQUEST,
             "RequestEndTimeIsInFuture",
-            "reportedEndTime",
+            format!(
+                "reportedEndTime: {} is later than {}",
+                future.to_rfc3339(),
+                cluster.now().to_rfc3339()
+            ),
         ),
         (
             tenant_path(&format!(
@@ -315,14 +337,14 @@ async fn rest_errors_follow_section_5_2(backend: Backend) {
             "tenant",
             StatusCode::BAD_REQUEST,
             "InvalidAggregationGranularity",
-            "aggregationGranularity",
+            "aggregationGranularity \"weekly\" is not daily or hourly".into(),
         ),
         (
             tenant_path(&format!("{USAGE_API}&{window}&continuationToken=forged")),
             "tenant",
             StatusCode::BAD_REQUEST,
             "InvalidProperty",
-            "continuationToken",
+            "continuationToken: is malformed, altered, or from another query".into(),
         ),
         (
             format!(
@@ -331,7 +353,7 @@ async fn rest_errors_follow_section_5_2(backend: Backend) {
             "tenant",
             StatusCode::BAD_REQUEST,
             "SubscriptionIdMissingInRequest",
-            "subscription",
+            "the subscription id is missing from the path".into(),
         ),
         (
             provider_path(
@@ -341,52 +363,61 @@ async fn rest_errors_follow_section_5_2(backend: Backend) {
             "reseller",
             StatusCode::BAD_REQUEST,
             "SubscriberIdIsNotDirectTenant",
-            OTHER_SUBSCRIPTION,
+            format!(
+                "subscriber {OTHER_SUBSCRIPTION} is not a direct tenant of provider subscription {PROVIDER_SUBSCRIPTION}"
+            ),
         ),
         (
             provider_path(REGISTRATION_SUBSCRIPTION, &format!("{USAGE_API}&{window}")),
             "tenant",
             StatusCode::FORBIDDEN,
             "RoleRequired",
-            "Operator",
+            "the provider usage API needs the role Operator or DelegatedProvider".into(),
         ),
         (
             provider_path(REGISTRATION_SUBSCRIPTION, &format!("{USAGE_API}&{window}")),
             "reseller",
             StatusCode::FORBIDDEN,
             "NotSubscriptionOwner",
-            REGISTRATION_SUBSCRIPTION,
+            format!("provider subscription {REGISTRATION_SUBSCRIPTION} is not the caller's"),
         ),
         (
             tenant_path(&format!("{USAGE_API}&{window}")),
             "reseller",
             StatusCode::FORBIDDEN,
             "NotSubscriptionOwner",
-            OWNED_SUBSCRIPTION,
+            format!("subscription {OWNED_SUBSCRIPTION} is not owned by the caller's tenant"),
         ),
         (
             "/subscriptions/x/providers/Microsoft.Nothing/here".into(),
             "tenant",
             StatusCode::NOT_FOUND,
             "NotFound",
-            "Microsoft.Nothing",
+            "no resource at /subscriptions/x/providers/Microsoft.Nothing/here".into(),
+        ),
+        (
+            tenant_path(&format!("{USAGE_API}&{window}")).replacen(
+                "/subscriptions",
+                "/SUBSCRIPTIONS",
+                1,
+            ),
+            "anonymous",
+            StatusCode::UNAUTHORIZED,
+            "MissingCredentials",
+            "no bearer token: send an 'authorization: Bearer <token>' header".into(),
         ),
     ];
-    for (path, who, status, expected_code, mentions) in cases {
+    for (path, who, status, expected_code, expected_message) in cases {
         let token = match who {
-            "tenant" => &tenant,
-            _ => &reseller,
+            "tenant" => Some(&tenant),
+            "reseller" => Some(&reseller),
+            _ => None,
         };
-        let (got, body) = get(&base, &path, Some(token)).await;
+        let (got, body) = get(&base, &path, token.map(String::as_str)).await;
         assert_eq!(
-            (got, code(&body)),
-            (status, expected_code),
+            (got, code(&body), body["error"]["message"].as_str()),
+            (status, expected_code, Some(expected_message.as_str())),
             "{path}: {body}"
-        );
-        let message = body["error"]["message"].as_str().unwrap_or_default();
-        assert!(
-            message.contains(mentions),
-            "{path}: {message:?} should mention {mentions}"
         );
     }
     // The operator path with the reseller's own subscription works, and shows its tenants only.
@@ -404,7 +435,8 @@ async fn rest_errors_follow_section_5_2(backend: Backend) {
         .map(|r| r["properties"]["subscriptionId"].as_str().unwrap())
         .collect();
     assert_eq!(subs, [OWNED_SUBSCRIPTION]);
-    // ProcessingNotComplete unless allowIncomplete: today is still open.
+    // Today's window ends in the future: refused unless allowIncomplete, which lets it end at
+    // the boundary that closes the current day.
     let today = format!(
         "reportedStartTime={}&reportedEndTime={}",
         z(day),
@@ -431,6 +463,7 @@ async fn rest_errors_follow_section_5_2(backend: Backend) {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["value"], json!([]), "nothing was reported today");
     // A dependency down is a retryable 503 ServiceUnavailable.
     let mut cluster = cluster;
     cluster.crash_aggregator();
@@ -444,6 +477,51 @@ async fn rest_errors_follow_section_5_2(backend: Backend) {
         (status, code(&body)),
         (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
         "{body}"
+    );
+    assert_eq!(
+        body["error"]["message"],
+        "the usage service is unavailable; retry later"
+    );
+    cluster.stop().await;
+}
+
+/// A past window that is not folded yet is `ProcessingNotComplete` (400), unless
+/// allowIncomplete.
+async fn rest_reports_processing_not_complete(backend: Backend) {
+    let (cluster, start, end) = Cluster::start_with_unfolded_window(backend).await;
+    let complete_through = cluster.pipeline_status().await.complete_through.unwrap();
+    let complete_through = DateTime::from_timestamp(complete_through.seconds, 0).unwrap();
+    let path = format!(
+        "/subscriptions/{REGISTRATION_SUBSCRIPTION}/providers/Microsoft.Commerce.Admin/subscriberUsageAggregates?{USAGE_API}&reportedStartTime={}&reportedEndTime={}&aggregationGranularity=Hourly",
+        z(start),
+        z(end)
+    );
+    let operator = sign(&Identity::operator().claims(), None);
+    let (status, body) = get(&cluster.base_url(), &path, Some(&operator)).await;
+    assert_eq!(
+        (status, code(&body), body["error"]["message"].as_str()),
+        (
+            StatusCode::BAD_REQUEST,
+            "ProcessingNotComplete",
+            Some(
+                format!(
+                    "the window ends at {end}, but processing is complete only through {complete_through}; retry later or set allow_incomplete"
+                )
+                .as_str()
+            )
+        ),
+        "{body}"
+    );
+    let (status, body) = get(
+        &cluster.base_url(),
+        &format!("{path}&allowIncomplete=true"),
+        Some(&operator),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["value"]),
+        (StatusCode::OK, &json!([])),
+        "nothing is folded yet: {body}"
     );
     cluster.stop().await;
 }
@@ -517,14 +595,22 @@ async fn customer_subscriptions_over_rest(backend: Backend) {
             .unwrap()
             .ends_with(&format!("/customerSubscriptions/{}", customer(0)))
     );
+    // nextLink: this path as the client spelled it, api-version, and the page token.
     let next = first["nextLink"].as_str().unwrap();
     assert!(
-        next.starts_with(&base) && next.contains("%24skipToken=") || next.contains("$skipToken="),
+        next.starts_with(&format!("{base}{collection}?{api}&%24skipToken=")),
         "{next}"
     );
     let (status, second) = get(&base, next.trim_start_matches(&base), Some(&operator)).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(second["value"].as_array().unwrap().len(), 50);
+    let names: Vec<&str> = second["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["name"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (100..150).map(customer).collect();
+    assert_eq!(names, expected);
     assert!(second.get("nextLink").is_none());
 
     let one = format!("{collection}/{}?{api}", customer(7));
@@ -538,28 +624,55 @@ async fn customer_subscriptions_over_rest(backend: Backend) {
         (status, body),
         (StatusCode::NO_CONTENT, serde_json::Value::Null)
     );
+    let gone = format!(
+        "customerSubscriptionId: {} is not mapped to any tenant",
+        customer(7)
+    );
     let (status, body) = call(&base, Method::DELETE, &one, Some(&operator), None).await;
     assert_eq!(
-        (status, code(&body)),
-        (StatusCode::NOT_FOUND, "CustomerSubscriptionNotFound")
+        (status, error(&body)),
+        (
+            StatusCode::NOT_FOUND,
+            ("CustomerSubscriptionNotFound", gone.as_str())
+        )
     );
     let (status, body) = get(&base, &one, Some(&operator)).await;
     assert_eq!(
-        (status, code(&body)),
-        (StatusCode::NOT_FOUND, "CustomerSubscriptionNotFound")
+        (status, error(&body)),
+        (
+            StatusCode::NOT_FOUND,
+            ("CustomerSubscriptionNotFound", gone.as_str())
+        )
     );
 
     // Errors of the registration resource.
     let (status, body) = get(&base, &collection, Some(&operator)).await;
     assert_eq!(
-        (status, code(&body)),
-        (StatusCode::BAD_REQUEST, "NoApiVersion")
+        (status, error(&body)),
+        (
+            StatusCode::BAD_REQUEST,
+            (
+                "NoApiVersion",
+                "the api-version query parameter is required; use 2017-06-01"
+            )
+        )
     );
     let wrong = collection.replace(&info.registration_name, "someone-else");
     let (status, body) = get(&base, &format!("{wrong}?{api}"), Some(&operator)).await;
     assert_eq!(
-        (status, code(&body)),
-        (StatusCode::NOT_FOUND, "RegistrationNotFound")
+        (status, error(&body)),
+        (
+            StatusCode::NOT_FOUND,
+            (
+                "RegistrationNotFound",
+                format!(
+                    "no registration someone-else in resource group {} of subscription {}",
+                    info.resource_group.to_uppercase(),
+                    info.registration_subscription_id.to_uppercase()
+                )
+                .as_str()
+            )
+        )
     );
     let (status, body) = call(
         &base,
@@ -570,8 +683,14 @@ async fn customer_subscriptions_over_rest(backend: Backend) {
     )
     .await;
     assert_eq!(
-        (status, code(&body)),
-        (StatusCode::BAD_REQUEST, "InvalidCustomerSubscriptionId")
+        (status, error(&body)),
+        (
+            StatusCode::BAD_REQUEST,
+            (
+                "InvalidCustomerSubscriptionId",
+                "customerSubscriptionId: \"not-a-guid\" is not a subscription id"
+            )
+        )
     );
     let (status, body) = call(
         &base,
@@ -582,8 +701,29 @@ async fn customer_subscriptions_over_rest(backend: Backend) {
     )
     .await;
     assert_eq!(
-        (status, code(&body)),
-        (StatusCode::BAD_REQUEST, "InvalidProperty")
+        (status, error(&body)),
+        (
+            StatusCode::BAD_REQUEST,
+            ("InvalidProperty", "properties.tenantId is required")
+        )
+    );
+    let (status, body) = call(
+        &base,
+        Method::PUT,
+        &format!("{collection}/{}?{api}", customer(999)),
+        Some(&operator),
+        Some(&json!({"properties": {"tenantId": "not-a-tenant"}})),
+    )
+    .await;
+    assert_eq!(
+        (status, error(&body)),
+        (
+            StatusCode::BAD_REQUEST,
+            (
+                "InvalidProperty",
+                "properties.tenantId: \"not-a-tenant\" is not a GUID"
+            )
+        )
     );
     // Only operators manage mappings; others get 403 and nothing else.
     for (method, path) in [
@@ -604,18 +744,49 @@ async fn customer_subscriptions_over_rest(backend: Backend) {
         )
         .await;
         assert_eq!(
-            (status, code(&body)),
-            (StatusCode::FORBIDDEN, "RoleRequired"),
+            (status, error(&body)),
+            (
+                StatusCode::FORBIDDEN,
+                (
+                    "RoleRequired",
+                    "reading the registration needs the role Operator"
+                )
+            ),
             "{method} {path}"
         );
         assert!(body.get("value").is_none());
         let (status, body) = call(&base, method.clone(), &path, None, None).await;
         assert_eq!(
-            (status, code(&body)),
-            (StatusCode::UNAUTHORIZED, "MissingCredentials"),
+            (status, error(&body)),
+            (
+                StatusCode::UNAUTHORIZED,
+                (
+                    "MissingCredentials",
+                    "no bearer token: send an 'authorization: Bearer <token>' header"
+                )
+            ),
             "{method} {path}"
         );
     }
+    // Another method on a known path is 405.
+    let (status, body) = call(
+        &base,
+        Method::POST,
+        &format!("{collection}/{}?{api}", customer(1)),
+        Some(&operator),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, error(&body)),
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            (
+                "MethodNotAllowed",
+                format!("POST is not allowed on {collection}/{}", customer(1)).as_str()
+            )
+        )
+    );
     // Capacity registrations refuse mappings.
     world::register(cluster.operator(), reg::BillingModel::Capacity, true).await;
     let (status, body) = call(
@@ -627,15 +798,50 @@ async fn customer_subscriptions_over_rest(backend: Backend) {
     )
     .await;
     assert_eq!(
-        (status, code(&body)),
-        (StatusCode::BAD_REQUEST, "CustomerSubscriptionsNotAllowed"),
+        (status, error(&body)),
+        (
+            StatusCode::BAD_REQUEST,
+            (
+                "CustomerSubscriptionsNotAllowed",
+                "a Capacity registration cannot map tenants to customer subscriptions; only pay-as-you-use registrations can"
+            )
+        ),
         "{body}"
     );
     cluster.stop().await;
 }
 
-/// Every REST route against every caller: allowed calls succeed, others get the right status and
-/// code and no data.
+/// What a caller gets from a route: the HTTP status and [`summary`] of the body.
+type Answer = (u16, String);
+
+/// What a REST answer carries, in words: the error code of a refusal; otherwise each item as
+/// `subscription:quantity` (usage) or `customer of tenant` (mappings), sorted; empty for none.
+fn summary(body: &serde_json::Value) -> String {
+    if body.get("error").is_some() {
+        return code(body).to_string();
+    }
+    let item = |item: &serde_json::Value| {
+        let p = &item["properties"];
+        match p.get("quantity") {
+            Some(quantity) => format!("{}:{quantity}", p["subscriptionId"].as_str().unwrap_or("?")),
+            None => format!(
+                "{} of {}",
+                item["name"].as_str().unwrap_or("?"),
+                p["tenantId"].as_str().unwrap_or("?")
+            ),
+        }
+    };
+    let mut items: Vec<String> = match body.get("value") {
+        Some(value) => value.as_array().into_iter().flatten().map(item).collect(),
+        None if body.is_null() => Vec::new(),
+        None => vec![item(body)],
+    };
+    items.sort();
+    items.join(" ")
+}
+
+/// Every REST route against every caller: allowed calls return what is theirs, others get the
+/// right status and code and no data.
 async fn every_role_meets_every_rest_route(backend: Backend) {
     let cluster = Cluster::start(backend, Topology::InProcess).await;
     world::populate(&cluster).await;
@@ -657,48 +863,66 @@ async fn every_role_meets_every_rest_route(backend: Backend) {
         "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.AzureStack/registrations/{}/customerSubscriptions",
         info.registration_subscription_id, info.resource_group, info.registration_name
     );
-    let mapping = format!("{mappings}/d2d2d2d2-0000-4000-8000-000000000001?api-version=2017-06-01");
+    let customer = "d2d2d2d2-0000-4000-8000-000000000001";
+    let mapping = format!("{mappings}/{customer}?api-version=2017-06-01");
     let tenant_usage = format!(
         "/subscriptions/{OWNED_SUBSCRIPTION}/providers/Microsoft.Commerce/UsageAggregates?{window}"
     );
     let operator_usage = format!(
         "/subscriptions/{PROVIDER_SUBSCRIPTION}/providers/Microsoft.Commerce.Admin/subscriberUsageAggregates?{window}"
     );
-    const OK: u16 = 200;
-    const DENIED: u16 = 403;
-    const NO_TOKEN: u16 = 401;
+    let owned = format!("{OWNED_SUBSCRIPTION}:2");
+    let everyone = format!("{OWNED_SUBSCRIPTION}:2 {OTHER_SUBSCRIPTION}:3");
+    let mapped = format!("{customer} of {OWNER_TENANT}");
+    let ok = |what: &str| (200, what.to_string());
+    let role = || (403, "RoleRequired".to_string());
+    let not_owner = || (403, "NotSubscriptionOwner".to_string());
+    let no_token = || (401, "MissingCredentials".to_string());
+    let operator_only = |status: u16, what: &str| {
+        [
+            (status, what.to_string()),
+            role(),
+            role(),
+            role(),
+            role(),
+            no_token(),
+        ]
+    };
     // Columns: operator, resource provider, delegated provider, owner tenant, other tenant, anonymous.
-    let routes: Vec<(Method, String, [u16; 6])> = vec![
+    let routes: Vec<(Method, String, [Answer; 6])> = vec![
         (
             Method::GET,
             tenant_usage,
-            [OK, DENIED, DENIED, OK, DENIED, NO_TOKEN],
+            [
+                ok(&owned),
+                not_owner(),
+                not_owner(),
+                ok(&owned),
+                not_owner(),
+                no_token(),
+            ],
         ),
         (
+            // The operator sees every subscriber; the reseller its direct tenants.
             Method::GET,
             operator_usage,
-            [OK, DENIED, OK, DENIED, DENIED, NO_TOKEN],
+            [
+                ok(&everyone),
+                role(),
+                ok(&owned),
+                role(),
+                role(),
+                no_token(),
+            ],
         ),
-        (
-            Method::PUT,
-            mapping.clone(),
-            [201, DENIED, DENIED, DENIED, DENIED, NO_TOKEN],
-        ),
+        (Method::PUT, mapping.clone(), operator_only(201, "")),
         (
             Method::GET,
             format!("{mappings}?api-version=2017-06-01"),
-            [OK, DENIED, DENIED, DENIED, DENIED, NO_TOKEN],
+            operator_only(200, &mapped),
         ),
-        (
-            Method::GET,
-            mapping.clone(),
-            [OK, DENIED, DENIED, DENIED, DENIED, NO_TOKEN],
-        ),
-        (
-            Method::DELETE,
-            mapping,
-            [204, DENIED, DENIED, DENIED, DENIED, NO_TOKEN],
-        ),
+        (Method::GET, mapping.clone(), operator_only(200, &mapped)),
+        (Method::DELETE, mapping, operator_only(204, "")),
     ];
     let callers: Vec<(&str, Option<String>)> = world::callers()
         .into_iter()
@@ -712,15 +936,14 @@ async fn every_role_meets_every_rest_route(backend: Backend) {
             let (name, token) = &callers[column];
             let (status, response) =
                 call(&base, method.clone(), &path, token.as_deref(), Some(&body)).await;
-            if status.as_u16() != expected[column] {
+            let got = (status.as_u16(), summary(&response));
+            if got != expected[column] {
                 failures.push(format!(
-                    "{method} {path} as {name}: expected {}, got {status} {response}",
+                    "{method} {path} as {name}: expected {:?}, got {got:?}: {response}",
                     expected[column]
                 ));
             }
-            if !status.is_success()
-                && (response.get("value").is_some() || response.get("error").is_none())
-            {
+            if !status.is_success() && response.get("value").is_some() {
                 failures.push(format!(
                     "{method} {path} as {name}: a refusal carried data: {response}"
                 ));

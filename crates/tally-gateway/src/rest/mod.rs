@@ -2,154 +2,206 @@
 //! usage aggregates of `Microsoft.Commerce` (api-version 2015-06-01-preview) and the CSP
 //! `customerSubscriptions` of `Microsoft.AzureStack` (api-version 2017-06-01).
 //!
-//! Handlers translate HTTP to the same guarded trait calls gRPC uses, so the semantics (and the
-//! access control) live in one place; this module only speaks ARM's dialect: paths matched
-//! case-insensitively, query parameters, `nextLink` paging and `{"error":{"code","message"}}`.
+//! Handlers translate HTTP to calls of the guards, the same ones gRPC calls, so the semantics
+//! and the access control live in one place; this module only speaks ARM's dialect: paths
+//! matched case-insensitively ([`ROUTES`]), query parameters, `nextLink` paging and
+//! `{"error":{"code","message"}}` ([`error`]).
 
+mod error;
+mod path;
 mod registration;
 mod usage;
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use tally_core::{Reason, StatusClass};
-use tally_proto::registration_api::RegistrationApi;
-use tally_proto::usage_api::UsageApi;
-use tonic::Status;
 
-use crate::auth::Caller;
-pub(crate) use usage::MeterNames;
+pub(crate) use error::{FieldNames, RestError, RestResult};
+use path::PathParams;
 
-/// What the REST handlers call: the guarded services, and meter names for the rows.
+use crate::guard::{GuardedRegistration, GuardedUsage};
+use crate::principal::Principal;
+
+/// What the REST handlers call: the guards, never the services behind them.
 pub(crate) struct RestState {
-    pub(crate) usage: Arc<dyn UsageApi>,
-    pub(crate) registration: Arc<dyn RegistrationApi>,
-    pub(crate) meters: MeterNames,
+    usage: Arc<GuardedUsage>,
+    registration: Arc<GuardedRegistration>,
+    meters: usage::MeterNames,
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorDetail<'a>,
+impl RestState {
+    pub(crate) fn new(usage: Arc<GuardedUsage>, registration: Arc<GuardedRegistration>) -> Self {
+        Self {
+            usage,
+            registration,
+            meters: usage::MeterNames::default(),
+        }
+    }
 }
 
-#[derive(Serialize)]
-struct ErrorDetail<'a> {
-    code: &'a str,
-    message: String,
+type Handler = for<'a> fn(Context<'a>) -> Pin<Box<dyn Future<Output = RestResult> + Send + 'a>>;
+
+/// One REST route: a method, a path template, and its handler.
+struct Route {
+    method: Method,
+    template: &'static str,
+    handler: Handler,
 }
 
-/// The gRPC field names a message may mention, and their REST spelling.
-const FIELD_NAMES: &[(&str, &str)] = &[
-    ("reported_start_time", "reportedStartTime"),
-    ("reported_end_time", "reportedEndTime"),
-    ("aggregation_granularity", "aggregationGranularity"),
-    ("continuation_token", "continuationToken"),
-    ("subscriber_id", "subscriberId"),
-    ("subscription_id", "subscriptionId"),
-    ("customer_subscription_id", "customerSubscriptionId"),
-    ("tenant_id", "tenantId"),
-    ("page_token", "$skipToken"),
+/// Every REST route. A template's literal segments match case-insensitively, as ARM's do;
+/// `{name}` matches one segment, which the handler reads with [`Context::path_param`]. A path
+/// no template matches is 404 `NotFound`; a known path with another method is 405.
+const ROUTES: &[Route] = &[
+    Route {
+        method: Method::GET,
+        template: "/subscriptions/{subscriptionId}/providers/Microsoft.Commerce/UsageAggregates",
+        handler: |c| Box::pin(usage::tenant(c)),
+    },
+    Route {
+        method: Method::GET,
+        template: "/subscriptions/{subscriptionId}/providers/Microsoft.Commerce.Admin/subscriberUsageAggregates",
+        handler: |c| Box::pin(usage::provider(c)),
+    },
+    Route {
+        method: Method::GET,
+        template: "/subscriptions/{subscriptionId}/providers/Microsoft.Commerce.Admin/locations/{location}/subscriberUsageAggregates",
+        handler: |c| Box::pin(usage::provider(c)),
+    },
+    Route {
+        method: Method::GET,
+        template: registration::COLLECTION,
+        handler: |c| Box::pin(registration::list(c)),
+    },
+    Route {
+        method: Method::GET,
+        template: registration::ITEM,
+        handler: |c| Box::pin(registration::get(c)),
+    },
+    Route {
+        method: Method::PUT,
+        template: registration::ITEM,
+        handler: |c| Box::pin(registration::put(c)),
+    },
+    Route {
+        method: Method::DELETE,
+        template: registration::ITEM,
+        handler: |c| Box::pin(registration::delete(c)),
+    },
 ];
 
-fn rest_spelling(message: &str) -> String {
-    let mut message = message.to_string();
-    for (grpc, rest) in FIELD_NAMES {
-        message = message.replace(grpc, rest);
-    }
-    message
+/// The largest request body a route reads.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What a REST handler gets.
+#[derive(Clone, Copy)]
+pub(crate) struct Context<'a> {
+    state: &'a RestState,
+    principal: Option<&'a Principal>,
+    path_params: &'a PathParams,
+    params: &'a Params,
+    headers: &'a HeaderMap,
+    /// The path as the client sent it (for messages and `nextLink`).
+    path: &'a str,
+    body: &'a [u8],
 }
 
-/// The HTTP status and ARM error code of a service error (reference facts §5.2 where it has one).
-fn http_error(reason: Option<Reason>, code: tonic::Code) -> (StatusCode, &'static str) {
-    let Some(reason) = reason else {
-        return match code {
-            tonic::Code::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError"),
-        };
+impl Context<'_> {
+    /// `message` as a request of the caller, for a guard to decide on.
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(principal) = self.principal {
+            request.extensions_mut().insert(*principal);
+        }
+        request
+    }
+
+    /// The path segment the route's template calls `{name}`.
+    fn path_param(&self, name: &str) -> Result<&str, RestError> {
+        self.path_params.get(name).ok_or_else(|| {
+            tracing::error!(
+                name,
+                path = self.path,
+                "a handler reads a parameter its route lacks"
+            );
+            RestError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServerError",
+                "internal error",
+            )
+        })
+    }
+}
+
+/// Answers a REST request.
+pub(crate) async fn dispatch(state: &RestState, request: Request) -> Response {
+    serve(state, request)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn serve(state: &RestState, request: Request) -> RestResult {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path();
+    let (route, path_params) = find_route(&parts.method, path)?;
+    let params = Params::parse(parts.uri.query())?;
+    let body = read_body(body).await?;
+    let context = Context {
+        state,
+        principal: parts.extensions.get::<Principal>(),
+        path_params: &path_params,
+        params: &params,
+        headers: &parts.headers,
+        path,
+        body: &body,
     };
-    let code = match reason {
-        // §5.2 knows only InvalidProperty for a bad value; the message names the parameter.
-        Reason::InvalidTimeAlignment | Reason::InvalidContinuationToken => "InvalidProperty",
-        other => other.as_str(),
-    };
-    let http = match reason {
-        // §5.2: a provider asking for a subscriber that is not its direct tenant is a 400.
-        Reason::SubscriberIdIsNotDirectTenant => StatusCode::BAD_REQUEST,
-        other => match other.class() {
-            StatusClass::InvalidArgument | StatusClass::FailedPrecondition => {
-                StatusCode::BAD_REQUEST
+    (route.handler)(context).await
+}
+
+/// The route for `method` and `path`, with the path's parameters.
+fn find_route(method: &Method, path: &str) -> Result<(&'static Route, PathParams), RestError> {
+    let segments = path::segments(path);
+    let mut path_is_known = false;
+    for route in ROUTES {
+        if let Some(params) = path::match_template(route.template, &segments) {
+            if route.method == *method {
+                return Ok((route, params));
             }
-            StatusClass::NotFound => StatusCode::NOT_FOUND,
-            StatusClass::AlreadyExists => StatusCode::CONFLICT,
-            StatusClass::Unauthenticated => StatusCode::UNAUTHORIZED,
-            StatusClass::PermissionDenied => StatusCode::FORBIDDEN,
-            StatusClass::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            StatusClass::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        },
-    };
-    (http, code)
-}
-
-fn reason_of(status: &Status) -> Option<Reason> {
-    tally_proto::status::reason(status).and_then(|name| Reason::from_name(&name))
-}
-
-/// An error as ARM writes it: an HTTP status and `{"error":{"code":..,"message":..}}`.
-#[derive(Debug)]
-pub(crate) struct RestError {
-    http: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl IntoResponse for RestError {
-    fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code,
-                message: self.message,
-            },
-        };
-        json(self.http, &body)
+            path_is_known = true;
+        }
     }
-}
-
-impl From<Status> for RestError {
-    fn from(status: Status) -> RestError {
-        from_status(&status)
-    }
-}
-
-/// A service error in ARM's terms.
-pub(crate) fn from_status(status: &Status) -> RestError {
-    let (http, code) = http_error(reason_of(status), status.code());
-    let message = if http == StatusCode::INTERNAL_SERVER_ERROR {
-        "internal error".to_string()
+    Err(if path_is_known {
+        RestError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            format!("{method} is not allowed on {path}"),
+        )
     } else {
-        rest_spelling(status.message())
-    };
-    RestError {
-        http,
-        code,
-        message,
-    }
+        RestError::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("no resource at {path}"),
+        )
+    })
 }
 
-/// An error found by the REST layer itself, before any service is called.
-pub(crate) fn error(http: StatusCode, code: &'static str, message: impl Into<String>) -> RestError {
-    RestError {
-        http,
-        code,
-        message: message.into(),
-    }
+async fn read_body(body: Body) -> Result<axum::body::Bytes, RestError> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            RestError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "InvalidProperty",
+                "the request body is too large",
+            )
+        })
 }
-
-pub(crate) type RestResult = Result<Response, RestError>;
 
 fn json<T: Serialize>(http: StatusCode, body: &T) -> Response {
     match serde_json::to_vec(body) {
@@ -179,11 +231,9 @@ impl Params {
             let name = name.to_ascii_lowercase();
             match values.get(&name) {
                 Some(existing) if *existing != value => {
-                    return Err(error(
-                        StatusCode::BAD_REQUEST,
-                        "InvalidProperty",
-                        format!("query parameter {name} is given twice with different values"),
-                    ));
+                    return Err(RestError::invalid(format!(
+                        "query parameter {name} is given twice with different values"
+                    )));
                 }
                 _ => {
                     values.insert(name, value.into_owned());
@@ -215,17 +265,15 @@ impl Params {
     /// Refuses the request unless `api-version` is `expected` (§5.2: missing is `NoApiVersion`).
     pub(crate) fn require_api_version(&self, expected: &str) -> Result<(), RestError> {
         match self.get("api-version") {
-            None => Err(error(
+            None => Err(RestError::new(
                 StatusCode::BAD_REQUEST,
                 "NoApiVersion",
                 format!("the api-version query parameter is required; use {expected}"),
             )),
             Some(v) if v == expected => Ok(()),
-            Some(v) => Err(error(
-                StatusCode::BAD_REQUEST,
-                "InvalidProperty",
-                format!("api-version {v} is not supported; use {expected}"),
-            )),
+            Some(v) => Err(RestError::invalid(format!(
+                "api-version {v} is not supported; use {expected}"
+            ))),
         }
     }
 }
@@ -243,215 +291,74 @@ fn absolute_url(headers: &HeaderMap, path: &str, params: &[(&str, &str)]) -> Str
     format!("{scheme}://{host}{path}?{query}")
 }
 
-fn tonic_request<T>(message: T, caller: Option<&Caller>) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    if let Some(caller) = caller {
-        request.extensions_mut().insert(caller.clone());
-    }
-    request
-}
-
-/// Routes every request that no gRPC service claimed.
-pub(crate) async fn dispatch(State(state): State<Arc<RestState>>, request: Request) -> Response {
-    route(&state, request)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
-}
-
-async fn route(state: &RestState, request: Request) -> RestResult {
-    if crate::auth::is_grpc(&request) {
-        return Ok(
-            Status::unimplemented(format!("{} is not a Tally RPC", request.uri().path()))
-                .into_http::<Body>()
-                .into_response(),
-        );
-    }
-    let caller = request.extensions().get::<Caller>().cloned();
-    let (parts, body) = request.into_parts();
-    let params = Params::parse(parts.uri.query())?;
-    let path = parts.uri.path().to_string();
-    let decoded: Vec<String> = path
-        .trim_matches('/')
-        .split('/')
-        .map(|segment| {
-            percent_encoding::percent_decode_str(segment)
-                .decode_utf8_lossy()
-                .into_owned()
-        })
-        .collect();
-    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
-    let lower: Vec<String> = segments.iter().map(|s| s.to_ascii_lowercase()).collect();
-    let lower: Vec<&str> = lower.iter().map(String::as_str).collect();
-    let context = Context {
-        state,
-        caller: caller.as_ref(),
-        params: &params,
-        headers: &parts.headers,
-        path: &path,
-    };
-    match (&parts.method, lower.as_slice()) {
-        (
-            &Method::GET,
-            [
-                "subscriptions",
-                _,
-                "providers",
-                "microsoft.commerce",
-                "usageaggregates",
-            ],
-        ) => usage::tenant(context, segments[1]).await,
-        (
-            &Method::GET,
-            [
-                "subscriptions",
-                _,
-                "providers",
-                "microsoft.commerce.admin",
-                "subscriberusageaggregates",
-            ],
-        )
-        | (
-            &Method::GET,
-            [
-                "subscriptions",
-                _,
-                "providers",
-                "microsoft.commerce.admin",
-                "locations",
-                _,
-                "subscriberusageaggregates",
-            ],
-        ) => usage::provider(context, segments[1]).await,
-        (
-            method,
-            [
-                "subscriptions",
-                _,
-                "resourcegroups",
-                _,
-                "providers",
-                "microsoft.azurestack",
-                "registrations",
-                _,
-                "customersubscriptions",
-                rest @ ..,
-            ],
-        ) if rest.len() <= 1 => {
-            let target = registration::Target {
-                subscription: segments[1],
-                resource_group: segments[3],
-                registration: segments[7],
-                customer_subscription: segments.get(9).copied(),
-            };
-            let body = match axum::body::to_bytes(body, 64 * 1024).await {
-                Ok(body) => body,
-                Err(_) => {
-                    return Err(error(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "InvalidProperty",
-                        "the request body is too large",
-                    ));
-                }
-            };
-            registration::customer_subscriptions(context, method, target, &body).await
-        }
-        (
-            _,
-            [
-                "subscriptions",
-                _,
-                "providers",
-                "microsoft.commerce",
-                "usageaggregates",
-            ],
-        )
-        | (
-            _,
-            [
-                "subscriptions",
-                _,
-                "providers",
-                "microsoft.commerce.admin",
-                "subscriberusageaggregates",
-            ],
-        ) => Err(error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "MethodNotAllowed",
-            format!("{} is not allowed on {path}", parts.method),
-        )),
-        _ => Err(error(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            format!("no resource at {path}"),
-        )),
-    }
-}
-
-/// What every REST handler gets.
-#[derive(Clone, Copy)]
-pub(crate) struct Context<'a> {
-    state: &'a RestState,
-    caller: Option<&'a Caller>,
-    params: &'a Params,
-    headers: &'a HeaderMap,
-    path: &'a str,
-}
-
-impl Context<'_> {
-    fn request<T>(&self, message: T) -> tonic::Request<T> {
-        tonic_request(message, self.caller)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn errors_follow_section_5_2() {
-        assert_eq!(
-            http_error(
-                Some(Reason::InvalidAggregationGranularity),
-                tonic::Code::InvalidArgument
+    fn each_path_finds_its_route() {
+        let cases = [
+            (
+                Method::GET,
+                "/subscriptions/S/providers/microsoft.commerce/usageaggregates",
+                Some(
+                    "/subscriptions/{subscriptionId}/providers/Microsoft.Commerce/UsageAggregates",
+                ),
             ),
-            (StatusCode::BAD_REQUEST, "InvalidAggregationGranularity")
-        );
-        assert_eq!(
-            http_error(
-                Some(Reason::InvalidTimeAlignment),
-                tonic::Code::InvalidArgument
+            (
+                Method::GET,
+                "/subscriptions/S/providers/Microsoft.Commerce.Admin/locations/local/subscriberUsageAggregates",
+                Some(
+                    "/subscriptions/{subscriptionId}/providers/Microsoft.Commerce.Admin/locations/{location}/subscriberUsageAggregates",
+                ),
             ),
-            (StatusCode::BAD_REQUEST, "InvalidProperty")
-        );
-        assert_eq!(
-            http_error(
-                Some(Reason::SubscriberIdIsNotDirectTenant),
-                tonic::Code::PermissionDenied
+            (
+                Method::PUT,
+                "/subscriptions/S/resourceGroups/G/providers/Microsoft.AzureStack/registrations/R/customerSubscriptions/C",
+                Some(registration::ITEM),
             ),
-            (StatusCode::BAD_REQUEST, "SubscriberIdIsNotDirectTenant")
-        );
-        assert_eq!(
-            http_error(Some(Reason::ServiceUnavailable), tonic::Code::Unavailable),
-            (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable")
-        );
-        assert_eq!(
-            http_error(None, tonic::Code::Unavailable),
-            (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable")
-        );
-        assert_eq!(
-            http_error(
-                Some(Reason::NotSubscriptionOwner),
-                tonic::Code::PermissionDenied
+            (
+                Method::GET,
+                "/subscriptions/S/resourceGroups/G/providers/Microsoft.AzureStack/registrations/R/customerSubscriptions",
+                Some(registration::COLLECTION),
             ),
-            (StatusCode::FORBIDDEN, "NotSubscriptionOwner")
-        );
-    }
-
-    #[test]
-    fn messages_use_rest_names() {
+        ];
+        for (method, path, template) in cases {
+            let found = find_route(&method, path).map(|(route, _)| route.template);
+            assert_eq!(found.ok(), template, "{method} {path}");
+        }
+        let refused = |method: Method, path: &str| {
+            let error = find_route(&method, path).err().unwrap();
+            let (http, code, message) = error.parts();
+            (http, code.to_string(), message.to_string())
+        };
         assert_eq!(
-            rest_spelling("reported_start_time: is required"),
-            "reportedStartTime: is required"
+            refused(
+                Method::POST,
+                "/subscriptions/S/providers/Microsoft.Commerce/UsageAggregates"
+            ),
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed".into(),
+                "POST is not allowed on /subscriptions/S/providers/Microsoft.Commerce/UsageAggregates"
+                    .into()
+            )
+        );
+        assert_eq!(
+            refused(
+                Method::PUT,
+                "/subscriptions/S/resourceGroups/G/providers/Microsoft.AzureStack/registrations/R/customerSubscriptions"
+            )
+            .0,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(
+            refused(Method::GET, "/subscriptions/S/providers/Microsoft.Nothing"),
+            (
+                StatusCode::NOT_FOUND,
+                "NotFound".into(),
+                "no resource at /subscriptions/S/providers/Microsoft.Nothing".into()
+            )
         );
     }
 }

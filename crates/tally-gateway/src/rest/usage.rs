@@ -3,56 +3,54 @@
 //! 2015-06-01-preview, shaped as reference facts §1.2–§1.4 and §2 describe.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
 
 use axum::http::StatusCode;
-use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use tally_core::{Granularity, parse_guid};
 use tally_proto::convert::{Timestamp, timestamp};
 use tally_proto::usage::v1 as pb;
 use tally_proto::usage_api::UsageApi;
+use tonic::Status;
 use uuid::Uuid;
 
-use super::{Context, RestError, RestResult, absolute_url, error, json};
-use crate::auth::Role;
+use super::{Context, FieldNames, RestError, RestResult, absolute_url, json};
+use crate::guard::GuardedUsage;
 
 pub(crate) const API_VERSION: &str = "2015-06-01-preview";
 
+/// The query parameters are the proto JSON names of the request fields.
+const FIELD_NAMES: FieldNames = FieldNames::JSON;
+
+fn service_error(status: Status) -> RestError {
+    RestError::from_status(&status, &FIELD_NAMES)
+}
+
 /// Meter names and units for the rows (Azure's usage API returns them; operators' tools use
-/// them), looked up through the aggregator and refreshed when an unknown meter shows up.
+/// them), looked up through the usage guard and refreshed when an unknown meter shows up.
+#[derive(Default)]
 pub(crate) struct MeterNames {
-    usage: Arc<dyn UsageApi>,
     known: RwLock<HashMap<Uuid, (String, String)>>,
 }
 
 impl MeterNames {
-    pub(crate) fn new(usage: Arc<dyn UsageApi>) -> Self {
-        Self {
-            usage,
-            known: RwLock::new(HashMap::new()),
-        }
-    }
-
-    async fn lookup(&self, rows: &[pb::UsageAggregate]) -> HashMap<Uuid, (String, String)> {
+    async fn lookup(
+        &self,
+        usage: &GuardedUsage,
+        rows: &[pb::UsageAggregate],
+    ) -> HashMap<Uuid, (String, String)> {
         let missing = {
             let known = self.known.read().unwrap_or_else(|e| e.into_inner());
             rows.iter()
                 .any(|r| parse_guid(&r.meter_id).is_some_and(|id| !known.contains_key(&id)))
         };
         if missing {
-            // An internal call: the caller already saw these rows, names are not secret.
-            let listed = self
-                .usage
-                .list_meters(tonic::Request::new(pb::ListMetersRequest {
-                    include_deprecated: true,
-                }))
-                .await;
-            match listed {
-                Ok(listed) => {
+            match usage.meter_names().await {
+                Ok(meters) => {
                     let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
-                    for m in listed.into_inner().meters {
+                    for m in meters {
                         if let Some(id) = parse_guid(&m.meter_id) {
                             known.insert(id, (m.name, m.unit));
                         }
@@ -137,7 +135,23 @@ fn parse_time(text: &str) -> Option<DateTime<Utc>> {
     }
     NaiveDate::parse_from_str(&text, "%Y-%m-%d")
         .ok()
-        .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc())
+        .map(|d| d.and_time(NaiveTime::MIN).and_utc())
+}
+
+/// The query parameter `name`'s time, if given. Tally's times are nanoseconds in an `i64`, so
+/// a time outside 1677-09-21 to 2262-04-11 is refused here, naming the parameter.
+fn query_time(name: &str, text: &str) -> Result<Timestamp, RestError> {
+    let Some(time) = parse_time(text) else {
+        return Err(RestError::invalid(format!(
+            "{name}: {text:?} is not an ISO 8601 UTC time such as 2026-11-27T00:00:00Z"
+        )));
+    };
+    if time.timestamp_nanos_opt().is_none() {
+        return Err(RestError::invalid(format!(
+            "{name}: {text:?} is outside the times Tally keeps (1677-09-21 to 2262-04-11)"
+        )));
+    }
+    Ok(timestamp(time))
 }
 
 /// The window, granularity and flags every usage request shares.
@@ -152,19 +166,11 @@ struct Window {
 fn window(context: &Context<'_>) -> Result<Window, RestError> {
     let params = context.params;
     params.require_api_version(API_VERSION)?;
-    let time = |name: &str| -> Result<Option<Timestamp>, RestError> {
-        match params.get(name) {
-            None => Ok(None),
-            Some(text) => parse_time(text).map(|t| Some(timestamp(t))).ok_or_else(|| {
-                error(
-                    StatusCode::BAD_REQUEST,
-                    "InvalidProperty",
-                    format!(
-                        "{name}: {text:?} is not an ISO 8601 UTC time such as 2026-11-27T00:00:00Z"
-                    ),
-                )
-            }),
-        }
+    let time = |name: &str| {
+        params
+            .get(name)
+            .map(|text| query_time(name, text))
+            .transpose()
     };
     let granularity = match params.get("aggregationGranularity") {
         None => pb::AggregationGranularity::Daily,
@@ -172,7 +178,7 @@ fn window(context: &Context<'_>) -> Result<Window, RestError> {
             Some(Granularity::Daily) => pb::AggregationGranularity::Daily,
             Some(Granularity::Hourly) => pb::AggregationGranularity::Hourly,
             None => {
-                return Err(error(
+                return Err(RestError::new(
                     StatusCode::BAD_REQUEST,
                     "InvalidAggregationGranularity",
                     format!("aggregationGranularity {name:?} is not daily or hourly"),
@@ -185,11 +191,9 @@ fn window(context: &Context<'_>) -> Result<Window, RestError> {
         Some(v) if v.eq_ignore_ascii_case("true") => true,
         Some(v) if v.eq_ignore_ascii_case("false") => false,
         Some(v) => {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                "InvalidProperty",
-                format!("allowIncomplete {v:?} is not true or false"),
-            ));
+            return Err(RestError::invalid(format!(
+                "allowIncomplete {v:?} is not true or false"
+            )));
         }
     };
     Ok(Window {
@@ -205,31 +209,25 @@ fn window(context: &Context<'_>) -> Result<Window, RestError> {
 }
 
 /// The subscription of the path, which ARM requires.
-fn path_subscription(text: &str) -> Result<String, RestError> {
+fn path_subscription(context: &Context<'_>) -> Result<Uuid, RestError> {
+    let text = context.path_param("subscriptionId")?;
     if text.trim().is_empty() {
-        return Err(error(
+        return Err(RestError::new(
             StatusCode::BAD_REQUEST,
             "SubscriptionIdMissingInRequest",
             "the subscription id is missing from the path",
         ));
     }
     parse_guid(text)
-        .map(|g| g.hyphenated().to_string())
-        .ok_or_else(|| {
-            error(
-                StatusCode::BAD_REQUEST,
-                "InvalidProperty",
-                format!("subscription id {text:?} is not a GUID"),
-            )
-        })
+        .ok_or_else(|| RestError::invalid(format!("subscription id {text:?} is not a GUID")))
 }
 
-/// `GET /subscriptions/{sub}/providers/Microsoft.Commerce/UsageAggregates`.
-pub(crate) async fn tenant(context: Context<'_>, subscription: &str) -> RestResult {
-    let subscription = path_subscription(subscription)?;
+/// `GET /subscriptions/{subscriptionId}/providers/Microsoft.Commerce/UsageAggregates`.
+pub(crate) async fn tenant(context: Context<'_>) -> RestResult {
+    let subscription = path_subscription(&context)?;
     let window = window(&context)?;
     let request = pb::ListUsageAggregatesRequest {
-        subscription_id: subscription,
+        subscription_id: subscription.hyphenated().to_string(),
         reported_start_time: window.start,
         reported_end_time: window.end,
         aggregation_granularity: window.granularity as i32,
@@ -237,35 +235,19 @@ pub(crate) async fn tenant(context: Context<'_>, subscription: &str) -> RestResu
         continuation_token: window.continuation_token,
         allow_incomplete: window.allow_incomplete,
     };
-    match context
+    let page = context
         .state
         .usage
         .list_usage_aggregates(context.request(request))
         .await
-    {
-        Ok(page) => respond(&context, page.into_inner(), "Microsoft.Commerce").await,
-        Err(status) => Err(status.into()),
-    }
+        .map_err(service_error)?;
+    respond(&context, page.into_inner(), "Microsoft.Commerce").await
 }
 
-/// `GET /subscriptions/{sub}/providers/Microsoft.Commerce.Admin/subscriberUsageAggregates`.
-pub(crate) async fn provider(context: Context<'_>, provider_subscription: &str) -> RestResult {
-    let provider_subscription = path_subscription(provider_subscription)?;
-    // A delegated provider speaks for its own provider subscription only.
-    if let Some(caller) = context.caller
-        && !caller.has(Role::Operator)
-        && caller.has(Role::DelegatedProvider)
-        && caller
-            .provider_subscription_id
-            .map(|p| p.hyphenated().to_string())
-            != Some(provider_subscription.clone())
-    {
-        return Err(error(
-            StatusCode::FORBIDDEN,
-            "NotSubscriptionOwner",
-            format!("provider subscription {provider_subscription} is not the caller's"),
-        ));
-    }
+/// `GET /subscriptions/{subscriptionId}/providers/Microsoft.Commerce.Admin/subscriberUsageAggregates`,
+/// the provider subscription in the path.
+pub(crate) async fn provider(context: Context<'_>) -> RestResult {
+    let provider_subscription = path_subscription(&context)?;
     let window = window(&context)?;
     let request = pb::ListSubscriberUsageAggregatesRequest {
         reported_start_time: window.start,
@@ -281,15 +263,13 @@ pub(crate) async fn provider(context: Context<'_>, provider_subscription: &str) 
         allow_incomplete: window.allow_incomplete,
         subscribers: None,
     };
-    match context
+    let page = context
         .state
         .usage
-        .list_subscriber_usage_aggregates(context.request(request))
+        .list_subscriber_usage_aggregates_under(provider_subscription, context.request(request))
         .await
-    {
-        Ok(page) => respond(&context, page.into_inner(), "Microsoft.Commerce.Admin").await,
-        Err(status) => Err(status.into()),
-    }
+        .map_err(service_error)?;
+    respond(&context, page.into_inner(), "Microsoft.Commerce.Admin").await
 }
 
 fn rfc3339(ts: Option<&Timestamp>) -> String {
@@ -303,7 +283,11 @@ async fn respond(
     page: pb::ListUsageAggregatesResponse,
     namespace: &'static str,
 ) -> RestResult {
-    let meters = context.state.meters.lookup(&page.usage_aggregates).await;
+    let meters = context
+        .state
+        .meters
+        .lookup(&context.state.usage, &page.usage_aggregates)
+        .await;
     let kind = match namespace {
         "Microsoft.Commerce" => "Microsoft.Commerce/UsageAggregate",
         _ => "Microsoft.Commerce.Admin/UsageAggregate",
@@ -323,7 +307,7 @@ async fn respond(
         .unwrap_or_default();
         let Ok(quantity) = RawValue::from_string(row.quantity.clone()) else {
             tracing::error!(quantity = %row.quantity, "a quantity is not a JSON number");
-            return Err(error(
+            return Err(RestError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "InternalServerError",
                 "internal error",
@@ -361,7 +345,7 @@ async fn respond(
 
 #[cfg(test)]
 mod tests {
-    use super::parse_time;
+    use super::{parse_time, query_time};
 
     #[test]
     fn every_time_spelling_clients_send() {
@@ -386,5 +370,29 @@ mod tests {
         }
         assert_eq!(parse_time("yesterday"), None);
         assert_eq!(parse_time("2026-13-01T00:00:00Z"), None);
+    }
+
+    #[test]
+    fn times_tally_cannot_keep_are_refused_naming_the_parameter() {
+        assert_eq!(
+            query_time("reportedEndTime", "2262-04-11T00:00:00Z")
+                .unwrap()
+                .seconds,
+            9_223_286_400
+        );
+        for text in ["2300-01-01T00:00:00Z", "1600-01-01", "9999-12-31T23:00:00Z"] {
+            let error = query_time("reportedStartTime", text).unwrap_err();
+            assert_eq!(
+                error.parts(),
+                (
+                    axum::http::StatusCode::BAD_REQUEST,
+                    "InvalidProperty",
+                    format!(
+                        "reportedStartTime: {text:?} is outside the times Tally keeps (1677-09-21 to 2262-04-11)"
+                    )
+                    .as_str()
+                )
+            );
+        }
     }
 }
