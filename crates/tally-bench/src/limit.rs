@@ -47,9 +47,9 @@ fn rows(
                 &pair.meter[..8],
                 hour.timestamp()
             );
-            let start_nanos = tally_core::record::unix_nanos(hour);
+            let start_nanos = tally_store::usage::UnixNanos::of(hour).stored();
             Row {
-                id: ((number as i64) + 1) << 14 | (index - start) as i64,
+                id: tally_store::usage::RecordId::new(number as i64 + 1, index - start).stored(),
                 event_key: tally_core::record::event_key(&event_id),
                 content_hash: xxh3_64(event_id.as_bytes()) as i64,
                 subscription_key: pair.subscription as i32 + 1,
