@@ -162,13 +162,13 @@ impl RegistrationStore {
     /// `false` if the tenant already exists.
     pub async fn create_tenant(&self, t: &Tenant) -> Result<bool, StoreError> {
         let inserted = tenant::Entity::insert(tenant_row(t))
-        .on_conflict(
-            OnConflict::column(tenant::Column::TenantId)
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(self.db.writer())
-        .await?;
+            .on_conflict(
+                OnConflict::column(tenant::Column::TenantId)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(self.db.writer())
+            .await?;
         Ok(inserted > 0)
     }
 
@@ -202,13 +202,13 @@ impl RegistrationStore {
     /// `false` if the subscription already exists.
     pub async fn create_subscription(&self, s: &Subscription) -> Result<bool, StoreError> {
         let inserted = subscription::Entity::insert(subscription_row(s))
-        .on_conflict(
-            OnConflict::column(subscription::Column::SubscriptionId)
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(self.db.writer())
-        .await?;
+            .on_conflict(
+                OnConflict::column(subscription::Column::SubscriptionId)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(self.db.writer())
+            .await?;
         Ok(inserted > 0)
     }
 

@@ -114,7 +114,10 @@ mod tests {
     #[test]
     fn every_billing_model_has_one_stored_name() {
         for model in BILLING_MODELS {
-            assert_eq!(billing_model_named(billing_model_name(model)).unwrap(), model);
+            assert_eq!(
+                billing_model_named(billing_model_name(model)).unwrap(),
+                model
+            );
         }
         assert_eq!(billing_model_name(BillingModel::PayAsYouUse), "PayAsYouUse");
         assert!(billing_model_named("payasyouuse").is_err());

@@ -37,7 +37,9 @@ pub use encoding::{
     DictionaryKeys, MICROS_PER_SECOND, NANOS_PER_SECOND, RECORD_COLUMNS, RecordId, StoredQuantity,
     StoredRecord, UnixMicros, UnixNanos, UnixSeconds, UnixTime,
 };
-pub use engine::MAX_GROUP_RECORDS as SQLITE_MAX_GROUP_RECORDS;
+pub use engine::{
+    MAX_GROUP_RECORDS as SQLITE_MAX_GROUP_RECORDS, RECORDS_PER_INSERT as SQLITE_RECORDS_PER_INSERT,
+};
 pub use fold::FoldOutcome;
 pub use ingest::IngestOutcome;
 pub use query::{AggregateRow, Page, PageRequest, Progress, RowKey};

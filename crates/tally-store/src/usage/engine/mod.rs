@@ -21,7 +21,7 @@ use crate::sql::Sql;
 use postgres::Postgres;
 use sqlite::Sqlite;
 
-pub use sqlite::MAX_GROUP_RECORDS;
+pub use sqlite::{MAX_GROUP_RECORDS, RECORDS_PER_INSERT};
 
 pub(crate) enum Engine {
     Sqlite(Sqlite),

@@ -18,7 +18,7 @@ use crate::usage::encoding::{RECORD_COLUMNS, StoredRecord};
 use crate::usage::ingest::IngestOutcome;
 
 /// Records per multi-row INSERT: 10 columns x 1000 stays under SQLite's parameter limit (32766).
-pub(super) const RECORDS_PER_INSERT: usize = 1_000;
+pub const RECORDS_PER_INSERT: usize = 1_000;
 /// Records one group commit takes at most; the rest wait for the next.
 pub const MAX_GROUP_RECORDS: usize = 32_000;
 
