@@ -113,14 +113,6 @@ impl RecordId {
         self.0
     }
 
-    pub fn batch_id(self) -> i64 {
-        self.0 >> Self::ORDINAL_BITS
-    }
-
-    pub fn ordinal(self) -> usize {
-        (self.0 & (Self::SPAN - 1)) as usize
-    }
-
     /// The stored ids batch `batch_id`'s records may take: `start..end`.
     pub fn range_of_batch(batch_id: i64) -> std::ops::Range<i64> {
         batch_id * Self::SPAN..(batch_id + 1) * Self::SPAN
@@ -134,7 +126,7 @@ impl RecordId {
 }
 
 /// A quantity as stored: whole units and a fraction in 10^-10 steps. Stored rows keep the
-/// fraction below one unit; sums of them may not until [`StoredQuantity::carried`].
+/// fraction below one unit; a sum's fraction may exceed it until carried ([`carry_sql`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StoredQuantity {
     pub units: i64,
@@ -157,20 +149,11 @@ impl StoredQuantity {
             _ => Err(StoreError::Corrupt(format!("negative quantity {self:?}"))),
         }
     }
-
-    /// The fraction's whole units carried into `units`, as [`carry_sql`] does in the database.
-    pub fn carried(self) -> StoredQuantity {
-        let scale = FRACTION_SCALE as i64;
-        StoredQuantity {
-            units: self.units + self.fraction / scale,
-            fraction: self.fraction % scale,
-        }
-    }
 }
 
 /// SQL for the carried units and fraction of a sum whose units are `units` and fraction
-/// `fraction` (both SQL expressions): what [`StoredQuantity::carried`] computes, evaluated
-/// alike by SQLite and PostgreSQL in 64-bit integers.
+/// `fraction` (both SQL expressions): the fraction's whole units move into the units. SQLite and
+/// PostgreSQL evaluate it alike, in 64-bit integers.
 pub(crate) fn carry_sql(units: &str, fraction: &str) -> (String, String) {
     (
         format!("{units} + {fraction} / {FRACTION_SCALE}"),
@@ -321,7 +304,6 @@ pub(crate) mod tests {
     fn record_ids_hold_batch_and_ordinal() {
         let id = RecordId::new(7, 9_999);
         assert_eq!(id.stored(), 7 * 16_384 + 9_999);
-        assert_eq!((id.batch_id(), id.ordinal()), (7, 9_999));
         assert!(RecordId::range_of_batch(7).contains(&id.stored()));
         assert!(!RecordId::range_of_batch(8).contains(&id.stored()));
         assert_eq!(
@@ -356,7 +338,12 @@ pub(crate) mod tests {
             units: parts.iter().map(|p| p.units).sum(),
             fraction: parts.iter().map(|p| p.fraction).sum(),
         };
-        let carried = sum.carried();
+        // What carry_sql computes in the database.
+        let scale = FRACTION_SCALE as i64;
+        let carried = StoredQuantity {
+            units: sum.units + sum.fraction / scale,
+            fraction: sum.fraction % scale,
+        };
         assert_eq!(
             carried,
             StoredQuantity {
