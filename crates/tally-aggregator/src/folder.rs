@@ -15,18 +15,18 @@ impl Aggregator {
         Background::spawn(move |stop| aggregator.run_folder(stop))
     }
 
-    /// Folds until `stop` completes. Safe beside other instances' folders: the store lets one
-    /// fold at a time and each batch is folded once.
+    /// Folds at once, then on every tick until `stop` completes. Safe beside other instances'
+    /// folders: the store lets one fold at a time and each batch is folded once.
     pub async fn run_folder(self: Arc<Self>, stop: impl Future<Output = ()> + Send) {
         tokio::pin!(stop);
         let ticker = Ticker::new(self.clock.as_ref(), self.config.fold_interval);
         loop {
+            if let Err(error) = self.fold_pending().await {
+                tracing::warn!(%error, "fold failed; retrying on the next tick");
+            }
             tokio::select! {
                 _ = &mut stop => return,
                 _ = ticker.tick() => {}
-            }
-            if let Err(error) = self.fold_pending().await {
-                tracing::warn!(%error, "fold failed; retrying on the next tick");
             }
         }
     }
