@@ -2,6 +2,7 @@
 //! own migrator and its own bookkeeping table, so services can be deployed and upgraded apart.
 
 use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::DatabaseBackend;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -38,25 +39,34 @@ impl MigratorTrait for RegistrationMigrator {
     }
 }
 
-/// Runs statements written for each backend. The storage-critical tables are spelled out in SQL
+/// The engines Tally runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// The engine `manager` migrates.
+pub(crate) fn engine(manager: &SchemaManager<'_>) -> Result<Engine, DbErr> {
+    match manager.get_database_backend() {
+        DatabaseBackend::Sqlite => Ok(Engine::Sqlite),
+        DatabaseBackend::Postgres => Ok(Engine::Postgres),
+        other => Err(DbErr::Migration(format!(
+            "unsupported database backend {other:?}"
+        ))),
+    }
+}
+
+/// Runs hand-written statements in order. The storage-critical tables are spelled out in SQL
 /// because their exact shape (SQLite rowid tables, clustered keys, partial indexes) is the design.
-pub(crate) async fn run(
+pub(crate) async fn execute(
     manager: &SchemaManager<'_>,
-    sqlite: &[&str],
-    postgres: &[&str],
+    statements: impl IntoIterator<Item = impl AsRef<str>>,
 ) -> Result<(), DbErr> {
-    let statements = match manager.get_database_backend() {
-        sea_orm_migration::sea_orm::DatabaseBackend::Sqlite => sqlite,
-        sea_orm_migration::sea_orm::DatabaseBackend::Postgres => postgres,
-        other => {
-            return Err(DbErr::Migration(format!(
-                "unsupported database backend {other:?}"
-            )));
-        }
-    };
+    engine(manager)?;
     let db = manager.get_connection();
     for sql in statements {
-        db.execute_unprepared(sql).await?;
+        db.execute_unprepared(sql.as_ref()).await?;
     }
     Ok(())
 }

@@ -11,12 +11,18 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let add = &["ALTER TABLE usage_batch ADD COLUMN min_usage_start BIGINT"];
-        crate::run(manager, add, add).await
+        crate::execute(
+            manager,
+            ["ALTER TABLE usage_batch ADD COLUMN min_usage_start BIGINT"],
+        )
+        .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let drop = &["ALTER TABLE usage_batch DROP COLUMN min_usage_start"];
-        crate::run(manager, drop, drop).await
+        crate::execute(
+            manager,
+            ["ALTER TABLE usage_batch DROP COLUMN min_usage_start"],
+        )
+        .await
     }
 }

@@ -4,14 +4,17 @@
 //!   (`cargo test`), on SQLite and, when `TALLY_TEST_POSTGRES_URL` is set, on PostgreSQL too.
 //! - `run` / `demo`: `tally serve` / `tally demo` on the embedded SQLite default.
 //! - `smoke`: starts `tally serve` and checks it with the real grpcurl.
+//! - `bench`: builds `tally` and `tally-bench` and runs the benchmark (crates/tally-bench).
 //! - `migrate`: applies the schema to a database.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use chrono::{DurationRound as _, SecondsFormat, TimeDelta, Utc};
 use clap::{Parser, Subcommand};
+use tally_spawn::{Listening, poll_until};
 
 #[derive(Parser)]
 #[command(name = "xtask", about = "Tally's development workflows")]
@@ -134,21 +137,14 @@ fn smoke() -> anyhow::Result<()> {
     cargo(&["build", "--package", "tally", "--bin", "tally"])?;
     let data = std::env::temp_dir().join(format!("tally-smoke-{}", std::process::id()));
     let binary = root().join("target/debug/tally");
-    let mut server = Command::new(&binary)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
-        .stdout(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("start {}", binary.display()))?;
+    let server = Listening::start(
+        Command::new(&binary)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data),
+    )
+    .with_context(|| format!("start {}", binary.display()))?;
     let result = (|| -> anyhow::Result<()> {
-        let stdout = server.stdout.take().context("tally stdout")?;
-        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
-        let addr = loop {
-            let line = lines.next().context("tally exited before listening")??;
-            if let Some((_, addr)) = line.split_once(" listening on ") {
-                break addr.trim().to_string();
-            }
-        };
+        let addr = server.addr().to_string();
         let minted = Command::new(&binary)
             .args(["token", "--role", "operator", "--data-dir"])
             .arg(&data)
@@ -213,28 +209,31 @@ fn smoke() -> anyhow::Result<()> {
         if !posted.contains("\"accepted\": 1") {
             bail!("the record was not accepted");
         }
-        std::thread::sleep(std::time::Duration::from_millis(800));
         let query = format!(
             r#"{{"reported_start_time":"{}","reported_end_time":"{}","aggregation_granularity":"AGGREGATION_GRANULARITY_HOURLY","allow_incomplete":true}}"#,
             rfc3339(hour),
             rfc3339(hour + TimeDelta::hours(1))
         );
-        let rows = grpcurl(&[
-            "-H",
-            &authorization,
-            "-d",
-            &query,
-            &addr,
-            "tally.usage.v1.ProviderUsage/ListSubscriberUsageAggregates",
-        ])?;
-        if !rows.contains("\"quantity\": \"2.5\"") {
-            bail!("the posted usage is not in the aggregates");
+        // The record shows once the folder has run (every 250 ms by default).
+        let folded = poll_until(Duration::from_secs(10), Duration::from_millis(100), || {
+            grpcurl(&[
+                "-H",
+                &authorization,
+                "-d",
+                &query,
+                &addr,
+                "tally.usage.v1.ProviderUsage/ListSubscriberUsageAggregates",
+            ])
+            .ok()
+            .filter(|rows| rows.contains("\"quantity\": \"2.5\""))
+        });
+        if folded.is_none() {
+            bail!("the posted usage is not in the aggregates after 10 s");
         }
         eprintln!("smoke test passed against {addr}");
         Ok(())
     })();
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     let _ = std::fs::remove_dir_all(&data);
     result
 }

@@ -15,8 +15,8 @@ impl Aggregator {
         Background::spawn(move |stop| aggregator.run_folder(stop))
     }
 
-    /// Folds until `stop` completes. Safe beside other instances' folders: the store lets one
-    /// fold at a time and each batch is folded once.
+    /// Folds at once, then on every tick until `stop` completes. Safe beside other instances'
+    /// folders: the store lets one fold at a time and each batch is folded once.
     pub async fn run_folder(self: Arc<Self>, stop: impl Future<Output = ()> + Send) {
         tokio::pin!(stop);
         let ticker = Ticker::new(self.clock.as_ref(), self.config.fold_interval);

@@ -99,10 +99,6 @@ impl Aggregator {
         })
     }
 
-    pub fn store(&self) -> &UsageStore {
-        &self.store
-    }
-
     async fn post(
         &self,
         request: pb::PostUsageRequest,
@@ -203,8 +199,8 @@ impl Aggregator {
             .page(
                 &PageRequest {
                     granularity,
-                    reported_start: window.start.timestamp(),
-                    reported_end: window.end.timestamp(),
+                    reported_start: window.start,
+                    reported_end: window.end,
                     subscriptions,
                     after,
                     limit: page_size,

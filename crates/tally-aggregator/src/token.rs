@@ -9,7 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use tally_store::usage::RowKey;
+use tally_store::usage::{RowKey, UnixSeconds};
 
 const VERSION: u8 = 1;
 const MAC_BYTES: usize = 16;
@@ -38,7 +38,7 @@ impl TokenKey {
         let mut body = Vec::with_capacity(TOKEN_BYTES);
         body.push(VERSION);
         for part in [
-            after.usage_bucket,
+            after.usage_bucket.stored(),
             after.subscription_key,
             after.meter_key,
             after.instance_key,
@@ -61,7 +61,7 @@ impl TokenKey {
         let part =
             |i: usize| i64::from_be_bytes(body[1 + 8 * i..9 + 8 * i].try_into().expect("8 bytes"));
         Some(RowKey {
-            usage_bucket: part(0),
+            usage_bucket: UnixSeconds::from_stored(part(0)),
             subscription_key: part(1),
             meter_key: part(2),
             instance_key: part(3),
@@ -75,7 +75,7 @@ mod tests {
 
     fn key() -> RowKey {
         RowKey {
-            usage_bucket: 1_764_201_600,
+            usage_bucket: UnixSeconds::from_stored(1_764_201_600),
             subscription_key: 7,
             meter_key: 12,
             instance_key: 99,

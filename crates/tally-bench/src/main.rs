@@ -1,29 +1,32 @@
 //! `tally-bench`: how fast Tally ingests, folds, answers and how much memory it needs, against the
 //! limits of its own storage, on SQLite and PostgreSQL. Run it through `cargo xtask bench`.
 //!
-//! For each backend: (1) the storage limit, a plain bulk insert of the same rows; (2) ingest, a
-//! load generator (this process) streaming batches of 1000 to `tally serve` over several streams,
-//! with folding held back; (3) fold, the server restarted to fold the backlog; (4) freshness, from
-//! a batch's acknowledgement to its visibility in an `allow_incomplete` query while load goes on;
-//! (5) fill: more records streamed with folding on, until `--stored` records are held (measured
-//! too: ingest and fold sharing the machine); (6) query latency of full 1000-row provider pages;
-//! (7) the server's peak RSS.
+//! For each backend: (1) the storage limits: the same rows bulk-loaded (the ceiling) and
+//! committed as the server commits them (the limit); (2) ingest, a load generator (this process)
+//! streaming batches of 1000 to `tally serve` over several streams, with folding held back;
+//! (3) fold, the server restarted to fold the backlog; (4) freshness, from a batch's
+//! acknowledgement to its visibility in an `allow_incomplete` query while load goes on; (5) fill:
+//! more records streamed with folding on, until `--stored` records are held (measured too: ingest
+//! and fold sharing the machine); (6) query latency of full 1000-row provider pages, walking the
+//! whole key range, whose rows and total are checked against the workload; (7) the server's peak
+//! RSS. Every figure is checked for sense ([`check`]), so a broken run fails rather than reports.
 
+mod check;
 mod limit;
 mod report;
 mod server;
 mod workload;
 
+use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
-use chrono::{Duration as Span, Utc};
+use anyhow::bail;
+use chrono::{DateTime, Duration as Span, Utc};
 use clap::Parser;
-use sea_orm::ConnectionTrait as _;
-use tally_core::Granularity;
+use tally_core::{Granularity, Quantity};
 use tally_proto::bearer::{AuthorizedChannel, Bearer};
 use tally_proto::convert::timestamp;
 use tally_proto::usage::v1::{
@@ -32,12 +35,14 @@ use tally_proto::usage::v1::{
     tenant_usage_client::TenantUsageClient, usage_admin_client::UsageAdminClient,
     usage_ingestion_client::UsageIngestionClient,
 };
+use tally_store::scratch::ScratchPostgres;
+use tally_store::usage::UnixMicros;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Endpoint;
 
 use report::{BackendFigures, Report};
 use server::Server;
-use workload::{BATCH, Workload};
+use workload::{BATCH, Expected, Workload};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -48,7 +53,7 @@ struct Args {
     /// A small scale that runs in seconds: checks the harness, not the figures.
     #[arg(long)]
     quick: bool,
-    /// Records to ingest with folding held back (and to bulk-insert for the storage limit).
+    /// Records to ingest with folding held back (and to insert for the storage limits).
     #[arg(long)]
     records: Option<usize>,
     /// Records stored before the query figures are taken (the rest are streamed with folding on).
@@ -80,6 +85,17 @@ struct Args {
 }
 
 const SECRET: &str = "tally-bench-signing-secret-0123456789abcdef";
+/// Rows of a full page: the contract's maximum page size.
+const PAGE_ROWS: usize = 1_000;
+/// Background load during the freshness probes: a batch of this many records every
+/// [`BACKGROUND_PAUSE`], posted by one client.
+const BACKGROUND_RECORDS: usize = 200;
+const BACKGROUND_PAUSE: Duration = Duration::from_millis(20);
+/// Probe chains measured at once: a probe waits for a fold, so one chain would spend most of the
+/// run waiting.
+const PROBE_CHAINS: usize = 4;
+/// How often a probe looks for its record.
+const PROBE_POLL: Duration = Duration::from_millis(2);
 
 fn token(role: &str) -> String {
     let now = Utc::now().timestamp();
@@ -114,6 +130,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     }
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index.min(sorted.len() - 1)]
+}
+
+fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e3
 }
 
 /// Streams records `[from, total)` over `streams` concurrent StreamUsage streams; returns the
@@ -176,53 +196,54 @@ async fn pipeline(addr: &str) -> anyhow::Result<tally_proto::usage::v1::Pipeline
         .into_inner())
 }
 
-/// Waits for the backlog to be folded; returns records folded per second, measured from the
-/// first status that shows a backlog.
-async fn fold(addr: &str) -> anyhow::Result<(f64, u64)> {
+/// Waits until nothing is left to fold; the moment the pipeline status first said so.
+async fn wait_folded(addr: &str) -> anyhow::Result<Instant> {
     let mut admin = UsageAdminClient::new(channel(addr, "Operator").await?);
-    let mut first: Option<(Instant, u64)> = None;
     loop {
         let status = admin
             .get_pipeline_status(GetPipelineStatusRequest {})
             .await?
             .into_inner();
-        let now = Instant::now();
-        if first.is_none() {
-            first = Some((now, status.records_pending_fold));
-        }
         if status.records_pending_fold == 0 {
-            let (t0, pending) = first.expect("set above");
-            let seconds = now.duration_since(t0).as_secs_f64().max(1e-3);
-            return Ok((pending as f64 / seconds, status.records_stored));
+            return Ok(Instant::now());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
-/// Acknowledgement-to-visibility latencies of `samples` probe records, while two streams keep
-/// ingesting in the background.
+/// The freshness probes' latencies, sorted, and which workload batches the background load
+/// posted meanwhile.
+struct Freshness {
+    latencies: Vec<Duration>,
+    background_batches: Range<usize>,
+}
+
+/// Acknowledgement-to-visibility latencies of `samples` probe records, while one client keeps
+/// posting batches of [`BACKGROUND_RECORDS`] records (workload batches from `offset` on) every
+/// [`BACKGROUND_PAUSE`].
 async fn freshness(
     addr: &str,
     workload: Arc<Workload>,
     offset: usize,
     samples: usize,
-) -> anyhow::Result<Vec<Duration>> {
+) -> anyhow::Result<Freshness> {
     let running = Arc::new(AtomicBool::new(true));
+    let first_batch = offset / BATCH;
     let background = {
         let addr = addr.to_string();
         let running = running.clone();
         let workload = workload.clone();
         tokio::spawn(async move {
             let mut client = UsageIngestionClient::new(channel(&addr, "ResourceProvider").await?);
-            let mut number = offset / BATCH;
+            let mut number = first_batch;
             while running.load(Ordering::Relaxed) {
                 // Slightly behind real time: a few hundred records per batch, like live providers.
-                let batch = workload.batch(number, number * BATCH + 200);
+                let batch = workload.batch(number, number * BATCH + BACKGROUND_RECORDS);
                 client.post_usage(batch).await?;
                 number += 1;
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                tokio::time::sleep(BACKGROUND_PAUSE).await;
             }
-            anyhow::Ok(())
+            anyhow::Ok(number)
         })
     };
     // Probe chains run side by side, each with a subscription of its own; each probe is a
@@ -241,14 +262,13 @@ async fn freshness(
         latencies.extend(chain.await??);
     }
     running.store(false, Ordering::Relaxed);
-    background.await??;
+    let end_batch = background.await??;
     latencies.sort();
-    Ok(latencies)
+    Ok(Freshness {
+        latencies,
+        background_batches: first_batch..end_batch,
+    })
 }
-
-/// Probe chains measured at once: a probe waits for a fold, so one chain would spend most of the
-/// run waiting.
-const PROBE_CHAINS: usize = 4;
 
 /// `probes` probes one after another on probe subscription `chain`; their latencies.
 async fn probe_chain(
@@ -298,94 +318,190 @@ async fn probe_chain(
             if since.elapsed() > Duration::from_secs(30) {
                 bail!("probe {chain}-{k} never became visible");
             }
-            tokio::time::sleep(Duration::from_millis(2)).await;
+            tokio::time::sleep(PROBE_POLL).await;
         }
         latencies.push(since.elapsed());
     }
     Ok(latencies)
 }
 
-/// Latencies of up to `pages` full provider pages of `granularity`, paging from the start.
-async fn query(
+/// Full-page latencies of walks over a whole reported window, and what each walk found.
+struct Walks {
+    /// Sorted.
+    latencies: Vec<Duration>,
+    walks: usize,
+    rows: u64,
+    total: Quantity,
+}
+
+/// Walks every page of `granularity` rows reported from `started` on (the whole key range, from
+/// the first usage bucket to the last), timing each full page, and walks again until at least
+/// `min_pages` full pages are timed. Every walk must find `expected`.
+async fn walk_pages(
     addr: &str,
-    granularity: AggregationGranularity,
-    started: chrono::DateTime<Utc>,
-    pages: usize,
-) -> anyhow::Result<Vec<Duration>> {
+    granularity: Granularity,
+    started: DateTime<Utc>,
+    min_pages: usize,
+    expected: Expected,
+) -> anyhow::Result<Walks> {
     let mut provider = ProviderUsageClient::new(channel(addr, "Operator").await?)
         .max_decoding_message_size(64 << 20);
-    let g = match granularity {
-        AggregationGranularity::Hourly => Granularity::Hourly,
-        _ => Granularity::Daily,
+    let wire_granularity = match granularity {
+        Granularity::Hourly => AggregationGranularity::Hourly,
+        Granularity::Daily => AggregationGranularity::Daily,
     };
-    let now = Utc::now();
-    let mut request = ListSubscriberUsageAggregatesRequest {
-        reported_start_time: Some(timestamp(g.bucket_start(started))),
-        reported_end_time: Some(timestamp(g.bucket_start(now) + Span::seconds(g.seconds()))),
-        aggregation_granularity: granularity as i32,
+    let first = ListSubscriberUsageAggregatesRequest {
+        reported_start_time: Some(timestamp(granularity.bucket_start(started))),
+        reported_end_time: Some(timestamp(
+            granularity.bucket_start(Utc::now()) + Span::seconds(granularity.seconds()),
+        )),
+        aggregation_granularity: wire_granularity as i32,
+        page_size: PAGE_ROWS as i32,
         allow_incomplete: true,
         ..Default::default()
     };
     let mut latencies = Vec::new();
-    while latencies.len() < pages {
-        let t = Instant::now();
-        let page = provider
-            .list_subscriber_usage_aggregates(request.clone())
-            .await?
-            .into_inner();
-        let elapsed = t.elapsed();
-        if page.usage_aggregates.len() == 1_000 {
-            latencies.push(elapsed);
+    let mut walks = 0;
+    while latencies.len() < min_pages || walks == 0 {
+        let mut request = first.clone();
+        let mut rows = 0u64;
+        let mut total = Quantity::ZERO;
+        let mut timed = Vec::new();
+        loop {
+            let t = Instant::now();
+            let page = provider
+                .list_subscriber_usage_aggregates(request.clone())
+                .await?
+                .into_inner();
+            let elapsed = t.elapsed();
+            if page.usage_aggregates.len() == PAGE_ROWS {
+                timed.push(elapsed);
+            }
+            rows += page.usage_aggregates.len() as u64;
+            for row in &page.usage_aggregates {
+                total += Quantity::parse(&row.quantity)?;
+            }
+            if page.continuation_token.is_empty() {
+                break;
+            }
+            request.continuation_token = page.continuation_token;
         }
-        if page.continuation_token.is_empty() {
-            break;
+        walks += 1;
+        if (Expected { rows, total }) != expected {
+            bail!(
+                "{granularity:?} walk {walks} found {rows} rows totalling {total}; the workload makes {} rows totalling {}",
+                expected.rows,
+                expected.total
+            );
         }
-        request.continuation_token = page.continuation_token;
-    }
-    if std::env::var("TALLY_BENCH_DEBUG").is_ok() {
-        let mut slow: Vec<_> = latencies
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (l.as_micros() / 100, i))
-            .collect();
-        slow.sort_unstable_by(|a, b| b.cmp(a));
-        let slow: Vec<_> = slow
-            .iter()
-            .take(10)
-            .map(|(tenths, i)| format!("#{i}: {:.1} ms", *tenths as f64 / 10.0))
-            .collect();
-        eprintln!("{granularity:?} slowest pages: {}", slow.join(", "));
+        if timed.is_empty() {
+            bail!("{granularity:?}: no full page in {rows} rows");
+        }
+        if walks == 1 && std::env::var("TALLY_BENCH_DEBUG").is_ok() {
+            let mut slow: Vec<_> = timed.iter().enumerate().map(|(i, l)| (*l, i)).collect();
+            slow.sort_unstable_by(|a, b| b.cmp(a));
+            let slow: Vec<_> = slow
+                .iter()
+                .take(10)
+                .map(|(latency, i)| format!("#{i}: {:.1} ms", millis(*latency)))
+                .collect();
+            eprintln!(
+                "{granularity:?} slowest of {} pages: {}",
+                timed.len(),
+                slow.join(", ")
+            );
+        }
+        latencies.extend(timed);
     }
     latencies.sort();
-    Ok(latencies)
+    Ok(Walks {
+        latencies,
+        walks,
+        rows: expected.rows,
+        total: expected.total,
+    })
 }
 
 struct Scale {
     records: usize,
     stored: usize,
+    /// Freshness probes.
     samples: usize,
+    /// Full pages timed per granularity, at least.
     pages: usize,
 }
 
-async fn scratch_postgres(admin: &str, tag: &str) -> anyhow::Result<(String, String)> {
-    let name = format!("tally_bench_{tag}_{}", Utc::now().timestamp_micros());
-    let conn = sea_orm::Database::connect(admin)
-        .await
-        .context("connect to PostgreSQL")?;
-    conn.execute_unprepared(&format!("CREATE DATABASE {name}"))
-        .await?;
-    let _ = conn.close().await;
-    let base = admin.rsplit_once('/').map_or(admin, |(base, _)| base);
-    Ok((format!("{base}/{name}"), name))
+/// Where a storage limit is measured: a fresh SQLite file or PostgreSQL database.
+enum LimitDatabase {
+    Sqlite(PathBuf),
+    Postgres(ScratchPostgres),
 }
 
-async fn drop_postgres(admin: &str, name: &str) {
-    if let Ok(conn) = sea_orm::Database::connect(admin).await {
-        let _ = conn
-            .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .await;
-        let _ = conn.close().await;
+impl LimitDatabase {
+    async fn create(
+        backend: &str,
+        dir: &std::path::Path,
+        name: &str,
+        server: &str,
+    ) -> anyhow::Result<Self> {
+        Ok(match backend {
+            "sqlite" => LimitDatabase::Sqlite(dir.join(format!("{name}.db"))),
+            _ => LimitDatabase::Postgres(
+                ScratchPostgres::create(server, &format!("tally_bench_{name}")).await?,
+            ),
+        })
     }
+
+    fn url(&self) -> String {
+        match self {
+            LimitDatabase::Sqlite(path) => format!("sqlite://{}?mode=rwc", path.display()),
+            LimitDatabase::Postgres(scratch) => scratch.url(),
+        }
+    }
+
+    async fn remove(self, keep: bool) {
+        match self {
+            LimitDatabase::Sqlite(path) if !keep => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
+            LimitDatabase::Postgres(scratch) if !keep => scratch.drop().await,
+            kept => eprintln!("kept the limit database {}", kept.url()),
+        }
+    }
+}
+
+/// Rows per second of the storage ceiling and of the limit at the server's commits.
+async fn storage_limits(
+    backend: &str,
+    args: &Args,
+    dir: &std::path::Path,
+    workload: &Workload,
+    records: usize,
+) -> anyhow::Result<(f64, f64)> {
+    let reported_at = UnixMicros::of(Utc::now());
+    let rate = |time: Duration| records as f64 / time.as_secs_f64().max(1e-6);
+
+    eprintln!("[{backend}] storage ceiling: bulk load of {records} rows");
+    let db = LimitDatabase::create(backend, dir, "ceiling", &args.postgres_url).await?;
+    let time = match backend {
+        "sqlite" => limit::sqlite_ceiling(&db.url(), workload, records).await,
+        _ => limit::postgres_ceiling(&db.url(), workload, records).await,
+    };
+    db.remove(args.keep).await;
+    let ceiling = rate(time?);
+
+    eprintln!("[{backend}] storage limit: {records} rows committed as the server commits");
+    let db = LimitDatabase::create(backend, dir, "limit", &args.postgres_url).await?;
+    let time = match backend {
+        "sqlite" => {
+            limit::sqlite_at_server_commits(&db.url(), workload, records, reported_at).await
+        }
+        _ => limit::postgres_at_server_commits(&db.url(), workload, records, reported_at).await,
+    };
+    db.remove(args.keep).await;
+    Ok((ceiling, rate(time?)))
 }
 
 async fn run_backend(
@@ -394,37 +510,18 @@ async fn run_backend(
     scale: &Scale,
     workload: Arc<Workload>,
 ) -> anyhow::Result<BackendFigures> {
-    let dir = tempfile_dir(backend)?;
+    let dir = scratch_dir(backend)?;
     let key_file = dir.join("bench.key");
     std::fs::write(&key_file, SECRET)?;
-    let mut scratch = Vec::new();
-    let (limit_url, serve_url) = match backend {
-        "sqlite" => (
-            format!("sqlite://{}?mode=rwc", dir.join("limit.db").display()),
-            None,
-        ),
-        _ => {
-            let (limit, limit_name) = scratch_postgres(&args.postgres_url, "limit").await?;
-            let (serve, serve_name) = scratch_postgres(&args.postgres_url, "serve").await?;
-            scratch.push(limit_name);
-            scratch.push(serve_name);
-            (limit, Some(serve))
-        }
+    let serve_db = match backend {
+        "sqlite" => None,
+        _ => Some(ScratchPostgres::create(&args.postgres_url, "tally_bench_serve").await?),
     };
+    let serve_url = serve_db.as_ref().map(ScratchPostgres::url);
     let began = Instant::now();
     let result = async {
-        eprintln!(
-            "[{backend}] storage limit: bulk insert of {} rows",
-            scale.records
-        );
-        let limit_time = match backend {
-            "sqlite" => limit::sqlite(&limit_url, &workload, scale.records).await?,
-            _ => limit::postgres(&limit_url, &workload, scale.records).await?,
-        };
-        if backend == "sqlite" {
-            let _ = std::fs::remove_file(dir.join("limit.db"));
-        }
-        let storage_limit = scale.records as f64 / limit_time.as_secs_f64();
+        let (storage_ceiling, storage_limit) =
+            storage_limits(backend, args, &dir, &workload, scale.records).await?;
 
         eprintln!(
             "[{backend}] ingest: {} records, {} streams, folding held back",
@@ -440,12 +537,16 @@ async fn run_backend(
             args.streams,
         )
         .await?;
+        let backlog = pipeline(&server.addr).await?.records_pending_fold;
         let ingest_rss = server.peak_rss_mib();
         server.stop()?;
 
-        eprintln!("[{backend}] fold: restart with folding on");
+        eprintln!("[{backend}] fold: {backlog} records, restart with folding on");
+        // The clock starts before the server does: it folds as soon as its database is open.
+        let fold_started = Instant::now();
         let server = Server::start(&dir, serve_url.as_deref(), &key_file, 250)?;
-        let (fold_rate, _) = fold(&server.addr).await?;
+        let fold_done = wait_folded(&server.addr).await?;
+        let fold_rate = backlog as f64 / (fold_done - fold_started).as_secs_f64().max(1e-3);
         let fold_rss = server.peak_rss_mib();
 
         eprintln!(
@@ -454,7 +555,6 @@ async fn run_backend(
         );
         // Probes and their background load use records past everything else.
         let fresh = freshness(&server.addr, workload.clone(), scale.stored, scale.samples).await?;
-
         let fresh_rss = server.peak_rss_mib();
         server.stop()?;
 
@@ -478,26 +578,47 @@ async fn run_backend(
             args.streams,
         )
         .await?;
-        fold(&server.addr).await?;
+        wait_folded(&server.addr).await?;
         let fill_rate = fill as f64 / fill_time.as_secs_f64().max(1e-3);
-        let stored = pipeline(&server.addr).await?.records_stored;
 
-        eprintln!("[{backend}] query: full pages over {stored} stored records");
-        let daily = query(
+        // Everything posted: the workload's records, the background load, the probes.
+        let stored_indices = || {
+            let background = fresh
+                .background_batches
+                .clone()
+                .flat_map(|number| number * BATCH..number * BATCH + BACKGROUND_RECORDS);
+            (0..scale.stored.max(scale.records)).chain(background)
+        };
+        let probes = fresh.latencies.len() as u64;
+        let probe_quantity = workload.pairs[0].quantity;
+        let expected = |granularity| {
+            workload
+                .expected(stored_indices(), granularity)
+                .plus_rows(probes, probe_quantity)
+        };
+        let records_posted = stored_indices().count() as u64 + probes;
+        let stored = pipeline(&server.addr).await?.records_stored;
+        if stored != records_posted {
+            bail!("{stored} records stored; {records_posted} were posted");
+        }
+
+        eprintln!("[{backend}] query: every page of both windows over {stored} stored records");
+        let daily = walk_pages(
             &server.addr,
-            AggregationGranularity::Daily,
+            Granularity::Daily,
             started,
             scale.pages,
+            expected(Granularity::Daily),
         )
         .await?;
-        let hourly = query(
+        let hourly = walk_pages(
             &server.addr,
-            AggregationGranularity::Hourly,
+            Granularity::Hourly,
             started,
             scale.pages,
+            expected(Granularity::Hourly),
         )
         .await?;
-        let status = pipeline(&server.addr).await?;
         let rss = server.peak_rss_mib();
         server.stop()?;
         anyhow::Ok(BackendFigures {
@@ -505,39 +626,49 @@ async fn run_backend(
             records: scale.records,
             streams: args.streams,
             ingest_records_per_second: scale.records as f64 / ingest_time.as_secs_f64(),
+            storage_ceiling_rows_per_second: storage_ceiling,
             storage_limit_rows_per_second: storage_limit,
             fold_records_per_second: fold_rate,
+            fill_records: fill,
             fill_records_per_second: fill_rate,
-            freshness_p50_ms: percentile(&fresh, 0.5).as_secs_f64() * 1e3,
-            freshness_p99_ms: percentile(&fresh, 0.99).as_secs_f64() * 1e3,
-            freshness_samples: fresh.len(),
-            query_daily_p50_ms: percentile(&daily, 0.5).as_secs_f64() * 1e3,
-            query_daily_p99_ms: percentile(&daily, 0.99).as_secs_f64() * 1e3,
-            query_hourly_p50_ms: percentile(&hourly, 0.5).as_secs_f64() * 1e3,
-            query_hourly_p99_ms: percentile(&hourly, 0.99).as_secs_f64() * 1e3,
-            query_pages: daily.len() + hourly.len(),
-            records_stored: status.records_stored,
+            freshness_p50_ms: millis(percentile(&fresh.latencies, 0.5)),
+            freshness_p99_ms: millis(percentile(&fresh.latencies, 0.99)),
+            freshness_samples: fresh.latencies.len(),
+            query_daily_p50_ms: millis(percentile(&daily.latencies, 0.5)),
+            query_daily_p99_ms: millis(percentile(&daily.latencies, 0.99)),
+            query_daily_pages: daily.latencies.len(),
+            query_daily_walks: daily.walks,
+            query_daily_rows: daily.rows,
+            query_hourly_p50_ms: millis(percentile(&hourly.latencies, 0.5)),
+            query_hourly_p99_ms: millis(percentile(&hourly.latencies, 0.99)),
+            query_hourly_pages: hourly.latencies.len(),
+            query_hourly_walks: hourly.walks,
+            query_hourly_rows: hourly.rows,
+            query_total_quantity: hourly.total.to_string(),
+            records_stored: stored,
             peak_rss_ingest_mib: ingest_rss,
             peak_rss_fold_mib: fold_rss.max(fresh_rss).max(rss),
             run_seconds: began.elapsed().as_secs_f64(),
         })
     }
     .await;
-    if args.keep {
-        eprintln!(
-            "[{backend}] kept {} and databases {scratch:?}",
-            dir.display()
-        );
-    } else {
-        for name in scratch {
-            drop_postgres(&args.postgres_url, &name).await;
+    match (args.keep, serve_db) {
+        (true, serve_db) => eprintln!(
+            "[{backend}] kept {} and the database {:?}",
+            dir.display(),
+            serve_db.as_ref().map(ScratchPostgres::name)
+        ),
+        (false, serve_db) => {
+            if let Some(db) = serve_db {
+                db.drop().await;
+            }
+            let _ = std::fs::remove_dir_all(&dir);
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
     result
 }
 
-fn tempfile_dir(backend: &str) -> anyhow::Result<PathBuf> {
+fn scratch_dir(backend: &str) -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("tally-bench-{backend}-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
@@ -549,15 +680,15 @@ fn main() -> anyhow::Result<()> {
         Scale {
             records: args.records.unwrap_or(60_000),
             stored: args.stored.unwrap_or(100_000),
-            samples: 20,
-            pages: 20,
+            samples: 40,
+            pages: 50,
         }
     } else {
         Scale {
             records: args.records.unwrap_or(2_000_000),
             stored: args.stored.unwrap_or(10_000_000),
-            samples: 200,
-            pages: 300,
+            samples: 1_000,
+            pages: 1_000,
         }
     };
     let backends: Vec<&str> = match args.backend.as_str() {
@@ -581,5 +712,13 @@ fn main() -> anyhow::Result<()> {
     }
     std::fs::write(&args.out, serde_json::to_string_pretty(&report)?)?;
     eprintln!("results written to {}", args.out.display());
+    let problems: Vec<String> = report
+        .backends
+        .iter()
+        .flat_map(|figures| check::figures(figures, &scale))
+        .collect();
+    if !problems.is_empty() {
+        bail!("figures that make no sense:\n  {}", problems.join("\n  "));
+    }
     Ok(())
 }

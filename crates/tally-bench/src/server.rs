@@ -2,12 +2,13 @@
 //! through /proc.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, bail};
+use tally_spawn::Listening;
 
 pub struct Server {
-    child: Child,
+    process: Listening,
     pub addr: String,
 }
 
@@ -26,7 +27,7 @@ pub fn tally_binary() -> anyhow::Result<PathBuf> {
 
 impl Server {
     /// Starts `tally serve` on `data_dir` (and `database_url` if given), folding every
-    /// `fold_interval_ms`.
+    /// `fold_interval_ms`; returns once it listens.
     pub fn start(
         data_dir: &Path,
         database_url: Option<&str>,
@@ -44,34 +45,19 @@ impl Server {
                 "RUST_LOG",
                 std::env::var("TALLY_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
             )
-            .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         if let Some(url) = database_url {
             command.args(["--database-url", url]);
         }
-        let mut child = command.spawn().context("start tally serve")?;
-        let stdout = child.stdout.take().context("stdout")?;
-        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
-        let addr = loop {
-            let line = lines
-                .next()
-                .context("tally serve exited before listening")??;
-            if let Some((_, addr)) = line.split_once(" listening on ") {
-                break addr.trim().to_string();
-            }
-        };
-        std::thread::spawn(move || lines.for_each(drop));
-        Ok(Server { child, addr })
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+        let process = Listening::start(&mut command).context("start tally serve")?;
+        let addr = process.addr().to_string();
+        Ok(Server { process, addr })
     }
 
     /// Peak resident set size so far, in MiB (VmHWM).
     pub fn peak_rss_mib(&self) -> f64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.pid()))
+            .unwrap_or_default();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -80,19 +66,8 @@ impl Server {
     }
 
     /// SIGTERM, then wait.
-    pub fn stop(mut self) -> anyhow::Result<()> {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.pid().to_string())
-            .status();
-        self.child.wait()?;
+    pub fn stop(self) -> anyhow::Result<()> {
+        self.process.terminate()?;
         Ok(())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

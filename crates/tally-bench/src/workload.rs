@@ -5,10 +5,11 @@
 //! pair emits one record per usage hour, hour after hour going back from the last full hour, as
 //! providers backfilling their history would. Each record has two tags and a resource URI.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
 use tally_core::meter::well_known as meters;
+use tally_core::{Granularity, InstanceData, Quantity};
 use tally_proto::convert::timestamp;
 use tally_proto::usage::v1::{PostUsageRequest, UsageRecord};
 use uuid::Uuid;
@@ -22,6 +23,7 @@ pub struct Pair {
     pub subscription: usize,
     pub resource: usize,
     pub meter: &'static str,
+    pub quantity: Quantity,
     template: UsageRecord,
 }
 
@@ -98,6 +100,8 @@ impl Workload {
                     subscription,
                     resource,
                     meter,
+                    quantity: Quantity::parse_record(&quantity)
+                        .expect("workload quantities are valid"),
                     template: UsageRecord {
                         event_id: String::new(),
                         subscription_id: sub.clone(),
@@ -113,7 +117,7 @@ impl Workload {
                 });
             }
         }
-        let last_hour = tally_core::Granularity::Hourly.bucket_start(now) - Duration::hours(1);
+        let last_hour = Granularity::Hourly.bucket_start(now) - Duration::hours(1);
         Workload { pairs, last_hour }
     }
 
@@ -122,20 +126,50 @@ impl Workload {
         self.last_hour - Duration::hours((index / self.pairs.len()) as i64)
     }
 
-    /// Record `index` of the workload.
-    pub fn record(&self, index: usize) -> UsageRecord {
-        let pair = &self.pairs[index % self.pairs.len()];
-        let hour = self.hour(index);
-        let mut record = pair.template.clone();
-        record.event_id = format!(
+    fn pair(&self, index: usize) -> &Pair {
+        &self.pairs[index % self.pairs.len()]
+    }
+
+    fn event_id(&self, index: usize) -> String {
+        let pair = self.pair(index);
+        format!(
             "res-{:05}/{}/{}",
             pair.resource,
             &pair.meter[..8],
-            hour.timestamp()
-        );
+            self.hour(index).timestamp()
+        )
+    }
+
+    /// Record `index` of the workload, as posted.
+    pub fn record(&self, index: usize) -> UsageRecord {
+        let hour = self.hour(index);
+        let mut record = self.pair(index).template.clone();
+        record.event_id = self.event_id(index);
         record.usage_start_time = Some(timestamp(hour));
         record.usage_end_time = Some(timestamp(hour + Duration::hours(1)));
         record
+    }
+
+    /// Record `index` of the workload, as the server stores it once validated.
+    pub fn usage_record(&self, index: usize) -> tally_core::UsageRecord {
+        let pair = self.pair(index);
+        let template = &pair.template;
+        let hour = self.hour(index);
+        let guid = |text: &str| Uuid::parse_str(text).expect("workload GUIDs are valid");
+        tally_core::UsageRecord {
+            event_id: self.event_id(index),
+            subscription_id: guid(&template.subscription_id),
+            meter_id: guid(&template.meter_id),
+            instance: InstanceData {
+                resource_uri: template.resource_uri.clone(),
+                location: template.location.clone(),
+                tags: template.tags.clone(),
+                additional_info: template.additional_info.clone(),
+            },
+            quantity: pair.quantity,
+            usage_start: hour,
+            usage_end: hour + Duration::hours(1),
+        }
     }
 
     /// Batch `number` (records `number * BATCH ..`), cut short at `total`.
@@ -146,5 +180,88 @@ impl Workload {
                 .map(|i| self.record(i))
                 .collect(),
         }
+    }
+
+    /// What a query over everything must show of the records `indices` (each at most once): one
+    /// row per pair and usage bucket, and their total quantity.
+    pub fn expected(
+        &self,
+        indices: impl IntoIterator<Item = usize>,
+        granularity: Granularity,
+    ) -> Expected {
+        // Each record is its own (pair, hour), so hourly rows are the records themselves; days
+        // hold up to 24 of a pair's records.
+        let mut hourly_rows = 0;
+        let mut daily_rows = HashSet::new();
+        let mut total = Quantity::ZERO;
+        for index in indices {
+            match granularity {
+                Granularity::Hourly => hourly_rows += 1,
+                Granularity::Daily => {
+                    let day = granularity.bucket_of(self.hour(index).timestamp());
+                    daily_rows.insert((index % self.pairs.len(), day));
+                }
+            }
+            total += self.pair(index).quantity;
+        }
+        Expected {
+            rows: hourly_rows + daily_rows.len() as u64,
+            total,
+        }
+    }
+}
+
+/// Rows and total quantity a query must return.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Expected {
+    pub rows: u64,
+    pub total: Quantity,
+}
+
+impl Expected {
+    /// `self` plus `rows` rows of `each`.
+    pub fn plus_rows(self, rows: u64, each: Quantity) -> Expected {
+        let mut total = self.total;
+        for _ in 0..rows {
+            total += each;
+        }
+        Expected {
+            rows: self.rows + rows,
+            total,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expected_rows_are_pairs_per_bucket_and_the_total_adds_up() {
+        let now = DateTime::parse_from_rfc3339("2026-11-27T10:30:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let workload = Workload::new(now);
+        let pairs = workload.pairs.len();
+        // Two hours of every pair: 09:00 and 08:00, one day.
+        let hourly = workload.expected(0..2 * pairs, Granularity::Hourly);
+        let daily = workload.expected(0..2 * pairs, Granularity::Daily);
+        assert_eq!(hourly.rows, 2 * pairs as u64);
+        assert_eq!(daily.rows, pairs as u64);
+        assert_eq!(hourly.total, daily.total);
+        let one_hour: Quantity = workload.pairs.iter().map(|p| p.quantity).sum();
+        assert_eq!(
+            workload.expected(0..pairs, Granularity::Daily).total,
+            one_hour
+        );
+        let probes = daily.plus_rows(3, Quantity::parse("2").unwrap());
+        assert_eq!(probes.rows, daily.rows + 3);
+        let mut total = daily.total;
+        total += Quantity::parse("6").unwrap();
+        assert_eq!(probes.total, total);
+        // The stored form of a record is the posted one, validated.
+        let record = workload.usage_record(pairs + 1);
+        assert_eq!(record.usage_start, workload.hour(pairs + 1));
+        assert_eq!(record.event_id, workload.record(pairs + 1).event_id);
     }
 }

@@ -233,15 +233,6 @@ impl MeterCatalog {
         self.meters.contains_key(id)
     }
 
-    /// All meters, ordered by provider, then name, then ID, so listings are stable.
-    pub fn sorted(&self) -> Vec<&Meter> {
-        let mut meters: Vec<&Meter> = self.meters.values().collect();
-        meters.sort_by(|a, b| {
-            (&a.resource_provider, &a.name, a.id).cmp(&(&b.resource_provider, &b.name, b.id))
-        });
-        meters
-    }
-
     pub fn len(&self) -> usize {
         self.meters.len()
     }

@@ -106,10 +106,6 @@ impl Quantity {
     pub fn steps(self) -> u128 {
         self.0
     }
-
-    pub fn checked_add(self, other: Quantity) -> Option<Quantity> {
-        self.0.checked_add(other.0).map(Quantity)
-    }
 }
 
 impl std::ops::AddAssign for Quantity {

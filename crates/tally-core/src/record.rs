@@ -10,7 +10,7 @@ use xxhash_rust::xxh3::{Xxh3, xxh3_128};
 use crate::error::{FieldViolation, Reason, Rejection};
 use crate::guid::parse_guid;
 use crate::quantity::Quantity;
-use crate::time::{Granularity, RawTimestamp};
+use crate::time::{Granularity, RawTimestamp, unix_nanos};
 
 /// Records per batch, at most.
 pub const MAX_BATCH_RECORDS: usize = 10_000;
@@ -116,11 +116,6 @@ impl UsageRecord {
 
 pub fn event_key(event_id: &str) -> [u8; 16] {
     xxh3_128(event_id.as_bytes()).to_be_bytes()
-}
-
-/// Nanoseconds since the Unix epoch; validation keeps record times inside i64 nanoseconds.
-pub fn unix_nanos(time: DateTime<Utc>) -> i64 {
-    time.timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
 /// A batch after validation: the records to store, in order, and how many in-batch repeats of

@@ -17,7 +17,6 @@ pub enum BillingModel {
 pub enum RegistrationStatus {
     Registered,
     NotRegistered,
-    Expired,
 }
 
 impl RegistrationStatus {
@@ -25,7 +24,6 @@ impl RegistrationStatus {
         match self {
             RegistrationStatus::Registered => "Registered",
             RegistrationStatus::NotRegistered => "NotRegistered",
-            RegistrationStatus::Expired => "Expired",
         }
     }
 }

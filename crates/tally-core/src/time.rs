@@ -12,6 +12,12 @@ use crate::error::{Reason, Rejection};
 pub const HOUR_SECONDS: i64 = 3_600;
 pub const DAY_SECONDS: i64 = 86_400;
 
+/// Nanoseconds since the Unix epoch: how record times are hashed and stored. Validation keeps
+/// record times inside `i64` nanoseconds (years 1678 to 2262).
+pub fn unix_nanos(time: DateTime<Utc>) -> i64 {
+    time.timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
 /// A timestamp as it arrives on the wire, before it is checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RawTimestamp {
@@ -41,7 +47,7 @@ impl Granularity {
         }
     }
 
-    /// Start of the bucket holding `unix_seconds`.
+    /// Start of the bucket holding `unix_seconds`, in Unix seconds.
     pub fn bucket_of(self, unix_seconds: i64) -> i64 {
         unix_seconds.div_euclid(self.seconds()) * self.seconds()
     }

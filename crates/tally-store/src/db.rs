@@ -10,17 +10,32 @@ use sea_orm::sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, SqlxPostgresConnector, SqlxSqliteConnector,
+    ConnectionTrait, DatabaseConnection, SqlxPostgresConnector, SqlxSqliteConnector,
     TransactionTrait,
 };
 use tally_migrations::MigratorTrait;
 
 use crate::error::StoreError;
 
+/// The database engines Tally runs on. The one enum for them: statements are built for it
+/// ([`crate::sql::Sql`]) and turned into sea-orm's dialect only when they are sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
     Postgres,
+}
+
+impl Backend {
+    /// The engine a database URL names, if any.
+    pub fn of_url(url: &str) -> Option<Backend> {
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
 }
 
 /// A service's database: a writer and a reader. On SQLite the writer is one connection (SQLite
@@ -42,74 +57,92 @@ fn unreachable_database(e: sea_orm::sqlx::Error) -> StoreError {
 /// Advisory lock that serializes migrations across instances sharing one PostgreSQL database.
 const MIGRATION_LOCK: i64 = 0x7a11_7900_0000_0001;
 
+/// The settings of every SQLite connection Tally opens (the benchmark's storage limit connects
+/// with them too, so it measures the same database).
+pub fn sqlite_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
+    Ok(SqliteConnectOptions::from_str(url)
+        .map_err(|e| invalid_url(url, e.to_string()))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // FULL: a commit is on disk before the batch is acknowledged.
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(30))
+        .page_size(1024)
+        .pragma("cache_size", "-65536")
+        .pragma("wal_autocheckpoint", "65536")
+        .pragma("temp_store", "memory")
+        .disable_statement_logging())
+}
+
+/// The settings of every PostgreSQL connection Tally opens.
+pub fn postgres_options(url: &str) -> Result<PgConnectOptions, StoreError> {
+    Ok(PgConnectOptions::from_str(url)
+        .map_err(|e| invalid_url(url, e.to_string()))?
+        .application_name("tally")
+        // Paging queries bind cursor values that change the best plan; a cached generic
+        // plan was seen to take 10x longer on some pages.
+        // JIT compiling pays off for long analytical queries, not for these: it added a
+        // quarter of a second to each fold statement. Pages join instance data by key;
+        // at the default random_page_cost (spinning disks) the planner hashes the whole
+        // instance table instead, several times slower.
+        .options([
+            ("plan_cache_mode", "force_custom_plan"),
+            ("jit", "off"),
+            ("random_page_cost", "1.1"),
+        ])
+        .disable_statement_logging())
+}
+
+fn invalid_url(url: &str, reason: String) -> StoreError {
+    StoreError::InvalidUrl {
+        url: url.to_string(),
+        reason,
+    }
+}
+
 impl Database {
     /// Opens `url`: `sqlite://path?mode=rwc` or `postgres://...`.
     pub async fn open(url: &str) -> Result<Database, StoreError> {
-        let invalid = |reason: String| StoreError::InvalidUrl {
-            url: url.to_string(),
-            reason,
-        };
-        if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)
-                .map_err(|e| invalid(e.to_string()))?
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                // FULL: a commit is on disk before the batch is acknowledged.
-                .synchronous(SqliteSynchronous::Full)
-                .busy_timeout(Duration::from_secs(30))
-                .page_size(1024)
-                .pragma("cache_size", "-65536")
-                .pragma("wal_autocheckpoint", "65536")
-                .pragma("temp_store", "memory")
-                .disable_statement_logging();
-            let writer = SqlitePoolOptions::new()
-                .max_connections(1)
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None)
-                .connect_with(options.clone())
-                .await
-                .map_err(unreachable_database)?;
-            let reader = SqlitePoolOptions::new()
-                .max_connections(4)
-                .idle_timeout(None)
-                .max_lifetime(None)
-                .connect_lazy_with(options.read_only(true).pragma("cache_size", "-16384"));
-            Ok(Database {
-                backend: Backend::Sqlite,
-                writer: SqlxSqliteConnector::from_sqlx_sqlite_pool(writer),
-                reader: SqlxSqliteConnector::from_sqlx_sqlite_pool(reader),
-            })
-        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let options = PgConnectOptions::from_str(url)
-                .map_err(|e| invalid(e.to_string()))?
-                .application_name("tally")
-                // Paging queries bind cursor values that change the best plan; a cached generic
-                // plan was seen to take 10x longer on some pages.
-                // JIT compiling pays off for long analytical queries, not for these: it added a
-                // quarter of a second to each fold statement. Pages join instance data by key;
-                // at the default random_page_cost (spinning disks) the planner hashes the whole
-                // instance table instead, several times slower.
-                .options([
-                    ("plan_cache_mode", "force_custom_plan"),
-                    ("jit", "off"),
-                    ("random_page_cost", "1.1"),
-                ])
-                .disable_statement_logging();
-            let pool = PgPoolOptions::new()
-                .max_connections(16)
-                .acquire_timeout(Duration::from_secs(10))
-                .connect_with(options)
-                .await
-                .map_err(unreachable_database)?;
-            let conn = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
-            Ok(Database {
-                backend: Backend::Postgres,
-                writer: conn.clone(),
-                reader: conn,
-            })
-        } else {
-            Err(invalid("expected a sqlite: or postgres: url".into()))
+        match Backend::of_url(url) {
+            Some(Backend::Sqlite) => {
+                let options = sqlite_options(url)?;
+                let writer = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
+                    .connect_with(options.clone())
+                    .await
+                    .map_err(unreachable_database)?;
+                let reader = SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
+                    .connect_lazy_with(options.read_only(true).pragma("cache_size", "-16384"));
+                Ok(Database {
+                    backend: Backend::Sqlite,
+                    writer: SqlxSqliteConnector::from_sqlx_sqlite_pool(writer),
+                    reader: SqlxSqliteConnector::from_sqlx_sqlite_pool(reader),
+                })
+            }
+            Some(Backend::Postgres) => {
+                let pool = PgPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(postgres_options(url)?)
+                    .await
+                    .map_err(unreachable_database)?;
+                let conn = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
+                Ok(Database {
+                    backend: Backend::Postgres,
+                    writer: conn.clone(),
+                    reader: conn,
+                })
+            }
+            None => Err(invalid_url(
+                url,
+                "expected a sqlite: or postgres: url".into(),
+            )),
         }
     }
 
@@ -133,13 +166,6 @@ impl Database {
         self.backend
     }
 
-    pub(crate) fn db_backend(&self) -> DbBackend {
-        match self.backend {
-            Backend::Sqlite => DbBackend::Sqlite,
-            Backend::Postgres => DbBackend::Postgres,
-        }
-    }
-
     pub(crate) fn writer(&self) -> &DatabaseConnection {
         &self.writer
     }
@@ -148,15 +174,29 @@ impl Database {
         &self.reader
     }
 
-    /// Checks that the database answers.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        self.reader.ping().await.map_err(StoreError::from)
-    }
-
     pub async fn close(self) {
         let _ = self.writer.close().await;
         if self.backend == Backend::Sqlite {
             let _ = self.reader.close().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_their_engine() {
+        assert_eq!(
+            Backend::of_url("sqlite://x.db?mode=rwc"),
+            Some(Backend::Sqlite)
+        );
+        assert_eq!(Backend::of_url("postgres://h/db"), Some(Backend::Postgres));
+        assert_eq!(
+            Backend::of_url("postgresql://h/db"),
+            Some(Backend::Postgres)
+        );
+        assert_eq!(Backend::of_url("mysql://h/db"), None);
     }
 }

@@ -3,15 +3,20 @@
 //! another service's tables.
 //!
 //! Architecture invariant: storage types never leave this crate. Callers pass and receive
-//! `tally-core` values and the plain result structs defined here.
+//! `tally-core` values and the plain result structs defined here. (The exceptions are for the
+//! benchmark, which measures the database itself: the connection settings, [`sqlite_options`]
+//! and [`postgres_options`], and the stored row, [`usage::StoredRecord`].)
 
 mod db;
 mod error;
+mod guid;
 pub mod registration;
+#[cfg(feature = "scratch")]
+pub mod scratch;
 mod sql;
 pub mod usage;
 
-pub use db::{Backend, Database};
+pub use db::{Backend, Database, postgres_options, sqlite_options};
 pub use error::StoreError;
 pub use registration::RegistrationStore;
 pub use usage::UsageStore;

@@ -3,7 +3,7 @@
 //! and double-counts nothing.
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use chrono::{Duration as Span, Utc};
@@ -16,43 +16,21 @@ use tally_proto::usage::v1::{
     provider_usage_client::ProviderUsageClient, usage_admin_client::UsageAdminClient,
     usage_ingestion_client::UsageIngestionClient,
 };
+use tally_spawn::Listening;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-/// A child process killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts `binary` with `args` (which pass `--listen 127.0.0.1:0` or a fixed address) and
-/// returns it with the address it reports listening on.
-fn start(binary: &str, args: &[&str]) -> (Process, SocketAddr) {
-    let mut child = Command::new(binary)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
-    let process = Process(child);
-    let addr = loop {
-        let line = lines
-            .next()
-            .unwrap_or_else(|| panic!("{binary} exited before listening"))
-            .unwrap();
-        if let Some((_, addr)) = line.split_once(" listening on ") {
-            break addr.trim().parse().unwrap();
-        }
-    };
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
+/// returns it, killed when dropped, with the address it reports listening on.
+fn start(binary: &str, args: &[&str]) -> (Listening, SocketAddr) {
+    let process = Listening::start(
+        Command::new(binary)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stderr(Stdio::inherit()),
+    )
+    .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+    let addr = process.addr();
     (process, addr)
 }
 

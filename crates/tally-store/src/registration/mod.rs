@@ -1,24 +1,22 @@
 //! The registration service's tables: registration, tenants, subscriptions, CSP mappings.
 
 mod entity;
+mod rows;
 
 use sea_orm::sea_query::{Condition, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     TransactionTrait,
 };
-use tally_core::registration::{
-    BillingModel, Registration, Subscription, SubscriptionState, Tenant,
-};
+use tally_core::registration::{Registration, Subscription, SubscriptionState, Tenant};
 use tally_migrations::RegistrationMigrator;
 use uuid::Uuid;
 
 use crate::db::Database;
 use crate::error::StoreError;
+use crate::guid::{from_text as guid, to_text as id};
 use entity::{customer_subscription, registration_info, subscription, tenant};
-
-/// The only row of `registration_info`: one registration per installation.
-const REGISTRATION_ROW: i32 = 1;
+use rows::{REGISTRATION_ROW, registration_row, subscription_row, tenant_row};
 
 #[derive(Debug)]
 pub struct RegistrationStore {
@@ -33,22 +31,6 @@ pub struct SubscriptionFilter {
     pub include_deleted: bool,
 }
 
-fn guid(text: &str) -> Result<Uuid, StoreError> {
-    Uuid::parse_str(text).map_err(|_| StoreError::Corrupt(format!("{text:?} is not a GUID")))
-}
-
-fn id(guid: &Uuid) -> String {
-    guid.hyphenated().to_string()
-}
-
-fn billing_model_name(model: BillingModel) -> &'static str {
-    match model {
-        BillingModel::PayAsYouUse => "PayAsYouUse",
-        BillingModel::Capacity => "Capacity",
-        BillingModel::Development => "Development",
-    }
-}
-
 impl RegistrationStore {
     pub async fn open(url: &str) -> Result<RegistrationStore, StoreError> {
         let db = Database::open(url).await?;
@@ -61,44 +43,16 @@ impl RegistrationStore {
     }
 
     pub async fn registration(&self) -> Result<Option<Registration>, StoreError> {
-        let Some(row) = registration_info::Entity::find_by_id(REGISTRATION_ROW)
+        registration_info::Entity::find_by_id(REGISTRATION_ROW)
             .one(self.db.reader())
             .await?
-        else {
-            return Ok(None);
-        };
-        let billing_model = match row.billing_model.as_str() {
-            "PayAsYouUse" => BillingModel::PayAsYouUse,
-            "Capacity" => BillingModel::Capacity,
-            "Development" => BillingModel::Development,
-            other => return Err(StoreError::Corrupt(format!("billing model {other:?}"))),
-        };
-        Ok(Some(Registration {
-            name: row.registration_name,
-            cloud_id: guid(&row.cloud_id)?,
-            subscription_id: guid(&row.registration_subscription_id)?,
-            resource_group: row.resource_group,
-            billing_model,
-            usage_reporting_enabled: row.usage_reporting_enabled,
-            agreement_number: row.agreement_number,
-            multi_tenancy_enabled: row.multi_tenancy_enabled,
-        }))
+            .map(rows::registration)
+            .transpose()
     }
 
     /// Creates or replaces the registration.
     pub async fn set_registration(&self, r: &Registration) -> Result<(), StoreError> {
-        let row = registration_info::ActiveModel {
-            id: Set(REGISTRATION_ROW),
-            registration_name: Set(r.name.clone()),
-            cloud_id: Set(id(&r.cloud_id)),
-            registration_subscription_id: Set(id(&r.subscription_id)),
-            resource_group: Set(r.resource_group.clone()),
-            billing_model: Set(billing_model_name(r.billing_model).to_string()),
-            usage_reporting_enabled: Set(r.usage_reporting_enabled),
-            agreement_number: Set(r.agreement_number.clone()),
-            multi_tenancy_enabled: Set(r.multi_tenancy_enabled),
-        };
-        registration_info::Entity::insert(row)
+        registration_info::Entity::insert(registration_row(r))
             .on_conflict(
                 OnConflict::column(registration_info::Column::Id)
                     .update_columns([
@@ -207,17 +161,14 @@ impl RegistrationStore {
 
     /// `false` if the tenant already exists.
     pub async fn create_tenant(&self, t: &Tenant) -> Result<bool, StoreError> {
-        let inserted = tenant::Entity::insert(tenant::ActiveModel {
-            tenant_id: Set(id(&t.id)),
-            display_name: Set(t.display_name.clone()),
-        })
-        .on_conflict(
-            OnConflict::column(tenant::Column::TenantId)
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(self.db.writer())
-        .await?;
+        let inserted = tenant::Entity::insert(tenant_row(t))
+            .on_conflict(
+                OnConflict::column(tenant::Column::TenantId)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(self.db.writer())
+            .await?;
         Ok(inserted > 0)
     }
 
@@ -225,7 +176,7 @@ impl RegistrationStore {
         tenant::Entity::find_by_id(id(&tenant_id))
             .one(self.db.reader())
             .await?
-            .map(to_tenant)
+            .map(rows::tenant)
             .transpose()
     }
 
@@ -244,29 +195,20 @@ impl RegistrationStore {
             .all(self.db.reader())
             .await?
             .into_iter()
-            .map(to_tenant)
+            .map(rows::tenant)
             .collect()
     }
 
     /// `false` if the subscription already exists.
     pub async fn create_subscription(&self, s: &Subscription) -> Result<bool, StoreError> {
-        let inserted = subscription::Entity::insert(subscription::ActiveModel {
-            subscription_id: Set(id(&s.id)),
-            display_name: Set(s.display_name.clone()),
-            owner_tenant_id: Set(id(&s.owner_tenant_id)),
-            delegated_provider_subscription_id: Set(s
-                .delegated_provider_subscription_id
-                .as_ref()
-                .map(id)),
-            state: Set(s.state.as_str().to_string()),
-        })
-        .on_conflict(
-            OnConflict::column(subscription::Column::SubscriptionId)
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(self.db.writer())
-        .await?;
+        let inserted = subscription::Entity::insert(subscription_row(s))
+            .on_conflict(
+                OnConflict::column(subscription::Column::SubscriptionId)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(self.db.writer())
+            .await?;
         Ok(inserted > 0)
     }
 
@@ -277,7 +219,7 @@ impl RegistrationStore {
         subscription::Entity::find_by_id(id(&subscription_id))
             .one(self.db.reader())
             .await?
-            .map(to_subscription)
+            .map(rows::subscription)
             .transpose()
     }
 
@@ -308,7 +250,7 @@ impl RegistrationStore {
             .all(self.db.reader())
             .await?
             .into_iter()
-            .map(to_subscription)
+            .map(rows::subscription)
             .collect()
     }
 
@@ -328,29 +270,7 @@ impl RegistrationStore {
         subscription::Entity::find_by_id(id(&subscription_id))
             .one(self.db.writer())
             .await?
-            .map(to_subscription)
+            .map(rows::subscription)
             .transpose()
     }
-}
-
-fn to_tenant(m: tenant::Model) -> Result<Tenant, StoreError> {
-    Ok(Tenant {
-        id: guid(&m.tenant_id)?,
-        display_name: m.display_name,
-    })
-}
-
-fn to_subscription(m: subscription::Model) -> Result<Subscription, StoreError> {
-    Ok(Subscription {
-        id: guid(&m.subscription_id)?,
-        display_name: m.display_name,
-        owner_tenant_id: guid(&m.owner_tenant_id)?,
-        delegated_provider_subscription_id: m
-            .delegated_provider_subscription_id
-            .as_deref()
-            .map(guid)
-            .transpose()?,
-        state: SubscriptionState::parse(&m.state)
-            .ok_or_else(|| StoreError::Corrupt(format!("subscription state {:?}", m.state)))?,
-    })
 }

@@ -12,14 +12,15 @@
 //!   on SQLite), then records the time before which no ingest can still commit.
 
 mod dictionary;
+mod encoding;
+mod engine;
 mod fold;
 mod ingest;
 mod query;
 
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicBool, AtomicU64};
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use sea_orm::ConnectionTrait;
 use tally_core::Meter;
 use tally_migrations::UsageMigrator;
@@ -27,17 +28,21 @@ use uuid::Uuid;
 
 use crate::db::Database;
 use crate::error::StoreError;
+use crate::guid;
 use crate::sql::Sql;
 use dictionary::Dictionary;
+use engine::Engine;
 
+pub use encoding::{
+    DictionaryKeys, MICROS_PER_SECOND, NANOS_PER_SECOND, RECORD_COLUMNS, RecordId, StoredQuantity,
+    StoredRecord, UnixMicros, UnixNanos, UnixSeconds, UnixTime,
+};
+pub use engine::{
+    MAX_GROUP_RECORDS as SQLITE_MAX_GROUP_RECORDS, RECORDS_PER_INSERT as SQLITE_RECORDS_PER_INSERT,
+};
 pub use fold::FoldOutcome;
 pub use ingest::IngestOutcome;
 pub use query::{AggregateRow, Page, PageRequest, Progress, RowKey};
-
-/// Advisory lock: ingests hold it shared, the horizon publisher exclusively (PostgreSQL only).
-const INGEST_LOCK: i64 = 0x7a11_7900_0000_0002;
-/// Advisory lock held by the one folder at work across all instances (PostgreSQL only).
-const FOLD_LOCK: i64 = 0x7a11_7900_0000_0003;
 
 /// The pipeline's counters, as GetPipelineStatus reports them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,18 +54,9 @@ pub struct PipelineCounts {
 
 pub struct UsageStore {
     db: Database,
+    /// What this database's engine does its own way, with that engine's state.
+    engine: Engine,
     dictionary: RwLock<Dictionary>,
-    /// SQLite group commit: batches waiting for the writer, and the writer's turn.
-    queue: std::sync::Mutex<Vec<ingest::Job>>,
-    group_lock: tokio::sync::Mutex<()>,
-    /// PostgreSQL planner statistics: records folded since the last ANALYZE, and then in all.
-    folded_since_analyze: AtomicU64,
-    folded_at_analyze: AtomicU64,
-    /// SQLite: group commits so far, and as of the previous idle check; whether anything was
-    /// written since the last checkpoint.
-    group_commits: AtomicU64,
-    group_commits_seen: AtomicU64,
-    unchecked_writes: AtomicBool,
 }
 
 impl std::fmt::Debug for UsageStore {
@@ -69,29 +65,15 @@ impl std::fmt::Debug for UsageStore {
     }
 }
 
-pub(crate) fn micros_to_utc(micros: i64) -> DateTime<Utc> {
-    Utc.timestamp_micros(micros).single().unwrap_or_default()
-}
-
-pub(crate) fn utc_to_micros(time: DateTime<Utc>) -> i64 {
-    time.timestamp_micros()
-}
-
 impl UsageStore {
     /// Opens the usage database at `url`, applies migrations and loads the meter catalog.
     pub async fn open(url: &str) -> Result<UsageStore, StoreError> {
         let db = Database::open(url).await?;
         db.migrate::<UsageMigrator>().await?;
         let store = UsageStore {
+            engine: Engine::new(db.backend()),
             db,
             dictionary: RwLock::new(Dictionary::default()),
-            queue: std::sync::Mutex::new(Vec::new()),
-            group_lock: tokio::sync::Mutex::new(()),
-            folded_since_analyze: AtomicU64::new(0),
-            folded_at_analyze: AtomicU64::new(0),
-            group_commits: AtomicU64::new(0),
-            group_commits_seen: AtomicU64::new(0),
-            unchecked_writes: AtomicBool::new(false),
         };
         store.seed_built_in_meters().await?;
         store.reload_meters().await?;
@@ -108,8 +90,7 @@ impl UsageStore {
         let mut secret = Vec::with_capacity(32);
         secret.extend_from_slice(Uuid::new_v4().as_bytes());
         secret.extend_from_slice(Uuid::new_v4().as_bytes());
-        let backend = self.db.db_backend();
-        let mut set = Sql::new(backend, "UPDATE usage_pipeline SET token_secret = ");
+        let mut set = self.sql("UPDATE usage_pipeline SET token_secret = ");
         set.bind(secret)
             .push(" WHERE id = 1 AND token_secret IS NULL");
         self.db.writer().execute_raw(set.build()).await?;
@@ -117,11 +98,8 @@ impl UsageStore {
             .db
             .writer()
             .query_one_raw(
-                Sql::new(
-                    backend,
-                    "SELECT token_secret FROM usage_pipeline WHERE id = 1",
-                )
-                .build(),
+                self.sql("SELECT token_secret FROM usage_pipeline WHERE id = 1")
+                    .build(),
             )
             .await?
             .ok_or_else(|| StoreError::Corrupt("usage_pipeline has no row".into()))?;
@@ -135,8 +113,7 @@ impl UsageStore {
             .db
             .reader()
             .query_one_raw(
-                Sql::new(
-                    self.db.db_backend(),
+                self.sql(
                     "SELECT complete_through, records_folded, \
                      (SELECT CAST(COALESCE(SUM(record_count), 0) AS BIGINT) FROM usage_batch WHERE folded = FALSE) \
                      FROM usage_pipeline WHERE id = 1",
@@ -145,12 +122,17 @@ impl UsageStore {
             )
             .await?
             .ok_or_else(|| StoreError::Corrupt("usage_pipeline has no row".into()))?;
-        let folded: i64 = row.try_get_by_index(1)?;
-        let pending: i64 = row.try_get_by_index(2)?;
+        let complete_through = UnixMicros::from_stored(row.try_get_by_index(0)?);
+        let count = |index: usize| -> Result<u64, StoreError> {
+            let count: i64 = row.try_get_by_index(index)?;
+            u64::try_from(count).map_err(|_| StoreError::Corrupt(format!("record count {count}")))
+        };
+        let folded = count(1)?;
+        let pending = count(2)?;
         Ok(PipelineCounts {
-            complete_through: micros_to_utc(row.try_get_by_index(0)?),
-            records_stored: (folded + pending) as u64,
-            records_pending_fold: pending as u64,
+            complete_through: complete_through.to_utc(),
+            records_stored: folded + pending,
+            records_pending_fold: pending,
         })
     }
 
@@ -159,13 +141,9 @@ impl UsageStore {
         self.read_dictionary().meter(id).map(|(_, m)| m.clone())
     }
 
-    /// Every meter, ordered by provider, then name.
+    /// Every meter, ordered by provider, then name, then id, so listings are stable.
     pub fn meters(&self) -> Vec<Meter> {
-        let mut meters = self.read_dictionary().all_meters();
-        meters.sort_by(|a, b| {
-            (&a.resource_provider, &a.name, a.id).cmp(&(&b.resource_provider, &b.name, b.id))
-        });
-        meters
+        self.read_dictionary().all_meters()
     }
 
     /// Whether `id` is a known meter; reloads the catalog once on a miss, since another instance
@@ -180,10 +158,7 @@ impl UsageStore {
 
     /// Creates a custom meter; `Ok(None)` if its id is already taken.
     pub async fn create_meter(&self, meter: &Meter) -> Result<Option<Meter>, StoreError> {
-        let mut insert = Sql::new(
-            self.db.db_backend(),
-            "INSERT INTO usage_meter (meter_id, name, unit, resource_provider, chargeable, deprecated, built_in) VALUES ",
-        );
+        let mut insert = self.sql(INSERT_METERS);
         insert
             .bind_tuple(meter_values(meter, false))
             .push(" ON CONFLICT (meter_id) DO NOTHING");
@@ -198,16 +173,12 @@ impl UsageStore {
     }
 
     async fn seed_built_in_meters(&self) -> Result<(), StoreError> {
-        let mut insert = Sql::new(
-            self.db.db_backend(),
-            "INSERT INTO usage_meter (meter_id, name, unit, resource_provider, chargeable, deprecated, built_in) VALUES ",
+        let mut insert = self.sql(INSERT_METERS);
+        insert.bind_tuples(
+            tally_core::meter::built_in_meters()
+                .iter()
+                .map(|meter| meter_values(meter, true)),
         );
-        for (i, meter) in tally_core::meter::built_in_meters().iter().enumerate() {
-            if i > 0 {
-                insert.push(", ");
-            }
-            insert.bind_tuple(meter_values(meter, true));
-        }
         // A new release may correct a built-in meter; custom meters are never overwritten.
         insert.push(
             " ON CONFLICT (meter_id) DO UPDATE SET name = excluded.name, unit = excluded.unit, \
@@ -223,8 +194,7 @@ impl UsageStore {
             .db
             .reader()
             .query_all_raw(
-                Sql::new(
-                    self.db.db_backend(),
+                self.sql(
                     "SELECT key, meter_id, name, unit, resource_provider, chargeable, deprecated FROM usage_meter",
                 )
                 .build(),
@@ -232,9 +202,7 @@ impl UsageStore {
             .await?;
         let mut meters = Vec::with_capacity(rows.len());
         for row in rows {
-            let id: String = row.try_get_by_index(1)?;
-            let id = Uuid::parse_str(&id)
-                .map_err(|_| StoreError::Corrupt(format!("meter id {id:?} is not a GUID")))?;
+            let id = guid::from_text(&row.try_get_by_index::<String>(1)?)?;
             meters.push((
                 row.try_get_by_index::<i32>(0)?,
                 Meter {
@@ -251,6 +219,11 @@ impl UsageStore {
         Ok(())
     }
 
+    /// A statement in this database's dialect.
+    fn sql(&self, text: &str) -> Sql {
+        self.engine.sql(text)
+    }
+
     fn read_dictionary(&self) -> std::sync::RwLockReadGuard<'_, Dictionary> {
         self.dictionary.read().unwrap_or_else(|e| e.into_inner())
     }
@@ -260,9 +233,13 @@ impl UsageStore {
     }
 }
 
+const INSERT_METERS: &str = "INSERT INTO usage_meter \
+     (meter_id, name, unit, resource_provider, chargeable, deprecated, built_in) VALUES ";
+
+/// A meter's row in `usage_meter`.
 fn meter_values(meter: &Meter, built_in: bool) -> [sea_orm::Value; 7] {
     [
-        meter.id.hyphenated().to_string().into(),
+        guid::to_text(&meter.id).into(),
         meter.name.clone().into(),
         meter.unit.clone().into(),
         meter.resource_provider.clone().into(),
