@@ -5,5 +5,6 @@ pub mod cli;
 mod demo;
 mod keys;
 mod run;
+mod serve;
 
 pub use run::{run, run_service};
