@@ -7,8 +7,8 @@ use prost::Message;
 use tally_core::meter::custom_meter_id;
 use tally_core::time::WindowFields;
 use tally_core::{
-    Clock, Granularity, Meter, Reason, Rejection, ReportedWindow, UsageRecordInput, parse_guid,
-    validate_batch,
+    Clock, Granularity, Meter, Reason, Rejection, ReportedWindow, UsageRecordInput,
+    optional_guid_field, parse_guid, validate_batch,
 };
 use tally_proto::Rpc;
 use tally_proto::convert::{timestamp, utc};
@@ -307,19 +307,6 @@ fn query_fingerprint(scope: &Scope, window: &ReportedWindow) -> Vec<u8> {
     bytes
 }
 
-fn optional_guid(field: &'static str, text: &str) -> Result<Option<Uuid>, Rejection> {
-    if text.is_empty() {
-        return Ok(None);
-    }
-    parse_guid(text).map(Some).ok_or_else(|| {
-        Rejection::field(
-            Reason::InvalidProperty,
-            field,
-            format!("{text:?} is not a GUID"),
-        )
-    })
-}
-
 #[tonic::async_trait]
 impl UsageApi for Aggregator {
     async fn post_usage(
@@ -335,7 +322,7 @@ impl UsageApi for Aggregator {
     ) -> Rpc<pb::ListUsageAggregatesResponse> {
         let r = request.into_inner();
         let subscriber =
-            optional_guid("subscriber_id", &r.subscriber_id).map_err(UsageError::from)?;
+            optional_guid_field("subscriber_id", &r.subscriber_id).map_err(UsageError::from)?;
         let among = match r.subscribers {
             None => None,
             Some(filter) => {
@@ -372,7 +359,7 @@ impl UsageApi for Aggregator {
         request: Request<pb::ListUsageAggregatesRequest>,
     ) -> Rpc<pb::ListUsageAggregatesResponse> {
         let r = request.into_inner();
-        let subscription = optional_guid("subscription_id", &r.subscription_id)
+        let subscription = optional_guid_field("subscription_id", &r.subscription_id)
             .map_err(UsageError::from)?
             .ok_or_else(|| {
                 UsageError::from(Rejection::field(

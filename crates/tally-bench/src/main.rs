@@ -24,9 +24,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use chrono::{DateTime, Duration as Span, Utc};
+use chrono::{DateTime, Duration as Span, TimeDelta, Utc};
 use clap::Parser;
 use tally_core::{Granularity, Quantity};
+use tally_gateway::Principal;
 use tally_proto::bearer::{AuthorizedChannel, Bearer};
 use tally_proto::convert::timestamp;
 use tally_proto::usage::v1::{
@@ -97,30 +98,20 @@ const PROBE_CHAINS: usize = 4;
 /// How often a probe looks for its record.
 const PROBE_POLL: Duration = Duration::from_millis(2);
 
-fn token(role: &str) -> String {
-    let now = Utc::now().timestamp();
-    let claims = tally_gateway::Claims {
-        iss: "tally".into(),
-        aud: "tally".into(),
-        sub: "tally-bench".into(),
-        exp: now + 24 * 3_600,
-        nbf: Some(now - 60),
-        iat: Some(now),
-        tid: None,
-        roles: vec![role.into()],
-        provider_subscription_id: None,
-    };
+fn token(principal: Principal) -> String {
+    let claims =
+        tally_gateway::Claims::development(&principal, "tally-bench", TimeDelta::hours(24));
     tally_gateway::auth::mint(SECRET.as_bytes(), &claims).expect("mint")
 }
 
-async fn channel(addr: &str, role: &str) -> anyhow::Result<AuthorizedChannel> {
+async fn channel(addr: &str, principal: Principal) -> anyhow::Result<AuthorizedChannel> {
     let channel = Endpoint::from_shared(format!("http://{addr}"))?
         .tcp_nodelay(true)
         .connect()
         .await?;
     Ok(InterceptedService::new(
         channel,
-        Bearer::new(Some(&token(role))),
+        Bearer::new(Some(&token(principal))),
     ))
 }
 
@@ -150,7 +141,7 @@ async fn ingest(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..streams {
-        let channel = channel(addr, "ResourceProvider").await?;
+        let channel = channel(addr, Principal::resource_provider()).await?;
         let workload = workload.clone();
         let next = next.clone();
         tasks.push(tokio::spawn(async move {
@@ -190,15 +181,17 @@ async fn ingest(
 }
 
 async fn pipeline(addr: &str) -> anyhow::Result<tally_proto::usage::v1::PipelineStatus> {
-    Ok(UsageAdminClient::new(channel(addr, "Operator").await?)
-        .get_pipeline_status(GetPipelineStatusRequest {})
-        .await?
-        .into_inner())
+    Ok(
+        UsageAdminClient::new(channel(addr, Principal::Operator).await?)
+            .get_pipeline_status(GetPipelineStatusRequest {})
+            .await?
+            .into_inner(),
+    )
 }
 
 /// Waits until nothing is left to fold; the moment the pipeline status first said so.
 async fn wait_folded(addr: &str) -> anyhow::Result<Instant> {
-    let mut admin = UsageAdminClient::new(channel(addr, "Operator").await?);
+    let mut admin = UsageAdminClient::new(channel(addr, Principal::Operator).await?);
     loop {
         let status = admin
             .get_pipeline_status(GetPipelineStatusRequest {})
@@ -234,7 +227,8 @@ async fn freshness(
         let running = running.clone();
         let workload = workload.clone();
         tokio::spawn(async move {
-            let mut client = UsageIngestionClient::new(channel(&addr, "ResourceProvider").await?);
+            let mut client =
+                UsageIngestionClient::new(channel(&addr, Principal::resource_provider()).await?);
             let mut number = first_batch;
             while running.load(Ordering::Relaxed) {
                 // Slightly behind real time: a few hundred records per batch, like live providers.
@@ -280,8 +274,9 @@ async fn probe_chain(
     let probe = uuid::Uuid::from_u128(0x9b0b_e000_0000_4000_8000_0000_0000_0001 + chain as u128)
         .hyphenated()
         .to_string();
-    let mut ingestion = UsageIngestionClient::new(channel(addr, "ResourceProvider").await?);
-    let mut tenant = TenantUsageClient::new(channel(addr, "Operator").await?);
+    let mut ingestion =
+        UsageIngestionClient::new(channel(addr, Principal::resource_provider()).await?);
+    let mut tenant = TenantUsageClient::new(channel(addr, Principal::Operator).await?);
     let mut latencies = Vec::with_capacity(probes);
     for k in 1..=probes {
         let hour = Granularity::Hourly.bucket_start(Utc::now()) - Span::hours(1);
@@ -344,7 +339,7 @@ async fn walk_pages(
     min_pages: usize,
     expected: Expected,
 ) -> anyhow::Result<Walks> {
-    let mut provider = ProviderUsageClient::new(channel(addr, "Operator").await?)
+    let mut provider = ProviderUsageClient::new(channel(addr, Principal::Operator).await?)
         .max_decoding_message_size(64 << 20);
     let wire_granularity = match granularity {
         Granularity::Hourly => AggregationGranularity::Hourly,

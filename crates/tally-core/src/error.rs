@@ -167,3 +167,11 @@ impl Rejection {
         }
     }
 }
+
+/// User input as an error message echoes it: at most 64 characters.
+pub(crate) fn shorten(text: &str) -> &str {
+    match text.char_indices().nth(64) {
+        Some((i, _)) => &text[..i],
+        None => text,
+    }
+}

@@ -13,7 +13,7 @@ pub mod registration;
 pub mod time;
 
 pub use error::{FieldViolation, Reason, Rejection, StatusClass};
-pub use guid::parse_guid;
+pub use guid::{format_guid, guid_field, optional_guid_field, parse_guid};
 pub use meter::{Meter, MeterCatalog};
 pub use quantity::Quantity;
 pub use record::{InstanceData, UsageRecord, UsageRecordInput, ValidBatch, validate_batch};

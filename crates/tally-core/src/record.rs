@@ -261,11 +261,14 @@ fn validate_record(
     }
     let subscription_id = parse_guid(&input.subscription_id);
     if subscription_id.is_none() {
-        bad("subscription_id", describe_bad_guid(&input.subscription_id));
+        bad(
+            "subscription_id",
+            crate::guid::bad_guid(&input.subscription_id),
+        );
     }
     let meter_guid = parse_guid(&input.meter_id);
     if meter_guid.is_none() {
-        bad("meter_id", describe_bad_guid(&input.meter_id));
+        bad("meter_id", crate::guid::bad_guid(&input.meter_id));
     }
     check_text(
         &mut bad,
@@ -287,7 +290,7 @@ fn validate_record(
         Err(e) => {
             bad(
                 "quantity",
-                format!("{e} (got {:?})", truncate(&input.quantity)),
+                format!("{e} (got {:?})", crate::error::shorten(&input.quantity)),
             );
             None
         }
@@ -349,21 +352,6 @@ fn validate_record(
     }
 }
 
-fn describe_bad_guid(text: &str) -> String {
-    if text.is_empty() {
-        "is required".into()
-    } else {
-        format!("{:?} is not a GUID", truncate(text))
-    }
-}
-
-fn truncate(text: &str) -> &str {
-    match text.char_indices().nth(64) {
-        Some((i, _)) => &text[..i],
-        None => text,
-    }
-}
-
 fn check_text(
     bad: &mut impl FnMut(&'static str, String),
     field: &'static str,
@@ -399,7 +387,7 @@ fn check_map(
                 field,
                 format!(
                     "key {:?} must be 1 to {MAX_TAG_NAME_LEN} characters",
-                    truncate(key)
+                    crate::error::shorten(key)
                 ),
             );
         } else if value.chars().count() > max_value {
@@ -407,7 +395,7 @@ fn check_map(
                 field,
                 format!(
                     "value of {:?} is longer than {max_value} characters",
-                    truncate(key)
+                    crate::error::shorten(key)
                 ),
             );
         }

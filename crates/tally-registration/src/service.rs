@@ -6,7 +6,7 @@ use tally_core::registration::{
     BillingModel, Registration, RegistrationInput, RegistrationStatus, Subscription,
     SubscriptionState, Tenant,
 };
-use tally_core::{Reason, Rejection, parse_guid};
+use tally_core::{Reason, Rejection, format_guid, guid_field, optional_guid_field, parse_guid};
 use tally_proto::Rpc;
 use tally_proto::registration::v1 as pb;
 use tally_proto::registration_api::RegistrationApi;
@@ -26,35 +26,6 @@ const MAX_DISPLAY_NAME: usize = 256;
 #[derive(Debug)]
 pub struct RegistrationService {
     store: RegistrationStore,
-}
-
-fn guid_field(field: &str, text: &str) -> std::result::Result<Uuid, Rejection> {
-    if text.is_empty() {
-        return Err(Rejection::field(
-            Reason::InvalidProperty,
-            field,
-            "is required",
-        ));
-    }
-    parse_guid(text).ok_or_else(|| {
-        Rejection::field(
-            Reason::InvalidProperty,
-            field,
-            format!("{text:?} is not a GUID"),
-        )
-    })
-}
-
-fn optional_guid(field: &str, text: &str) -> std::result::Result<Option<Uuid>, Rejection> {
-    if text.is_empty() {
-        Ok(None)
-    } else {
-        guid_field(field, text).map(Some)
-    }
-}
-
-fn id(guid: &Uuid) -> String {
-    guid.hyphenated().to_string()
 }
 
 fn page_size(requested: i32) -> std::result::Result<u64, Rejection> {
@@ -111,7 +82,7 @@ fn not_mapped(customer: &Uuid) -> Rejection {
     Rejection::field(
         Reason::CustomerSubscriptionNotFound,
         "customer_subscription_id",
-        format!("{} is not mapped to any tenant", id(customer)),
+        format!("{} is not mapped to any tenant", format_guid(customer)),
     )
 }
 
@@ -136,8 +107,8 @@ fn registration_info(registration: Option<&Registration>) -> pb::RegistrationInf
     };
     pb::RegistrationInfo {
         registration_name: r.name.clone(),
-        cloud_id: id(&r.cloud_id),
-        registration_subscription_id: id(&r.subscription_id),
+        cloud_id: format_guid(&r.cloud_id),
+        registration_subscription_id: format_guid(&r.subscription_id),
         billing_model: match r.billing_model {
             BillingModel::PayAsYouUse => pb::BillingModel::PayAsYouUse,
             BillingModel::Capacity => pb::BillingModel::Capacity,
@@ -153,20 +124,20 @@ fn registration_info(registration: Option<&Registration>) -> pb::RegistrationInf
 
 fn tenant_message(t: &Tenant) -> pb::Tenant {
     pb::Tenant {
-        tenant_id: id(&t.id),
+        tenant_id: format_guid(&t.id),
         display_name: t.display_name.clone(),
     }
 }
 
 fn subscription_message(s: &Subscription) -> pb::Subscription {
     pb::Subscription {
-        subscription_id: id(&s.id),
+        subscription_id: format_guid(&s.id),
         display_name: s.display_name.clone(),
-        owner_tenant_id: id(&s.owner_tenant_id),
+        owner_tenant_id: format_guid(&s.owner_tenant_id),
         delegated_provider_subscription_id: s
             .delegated_provider_subscription_id
             .as_ref()
-            .map(id)
+            .map(format_guid)
             .unwrap_or_default(),
         state: s.state.as_str().into(),
     }
@@ -227,7 +198,7 @@ impl RegistrationService {
             return Err(Rejection::field(
                 Reason::TenantNotFound,
                 "tenant_id",
-                format!("tenant {} is not known", id(&tenant)),
+                format!("tenant {} is not known", format_guid(&tenant)),
             )
             .into());
         }
@@ -235,8 +206,8 @@ impl RegistrationService {
             .put_customer_subscription(tenant, customer)
             .await?;
         Ok(pb::CustomerSubscription {
-            customer_subscription_id: id(&customer),
-            tenant_id: id(&tenant),
+            customer_subscription_id: format_guid(&customer),
+            tenant_id: format_guid(&tenant),
         })
     }
 
@@ -255,8 +226,8 @@ impl RegistrationService {
             customer_subscriptions: page
                 .iter()
                 .map(|(customer, tenant)| pb::CustomerSubscription {
-                    customer_subscription_id: id(customer),
-                    tenant_id: id(tenant),
+                    customer_subscription_id: format_guid(customer),
+                    tenant_id: format_guid(tenant),
                 })
                 .collect(),
         })
@@ -274,8 +245,8 @@ impl RegistrationService {
             .await?
             .ok_or_else(|| not_mapped(&customer))?;
         Ok(pb::CustomerSubscription {
-            customer_subscription_id: id(&customer),
-            tenant_id: id(&tenant),
+            customer_subscription_id: format_guid(&customer),
+            tenant_id: format_guid(&tenant),
         })
     }
 
@@ -305,7 +276,7 @@ impl RegistrationService {
                         Rejection::field(
                             Reason::SubscriptionNotFound,
                             "subscription_id",
-                            format!("subscription {} is not known", id(&subscription)),
+                            format!("subscription {} is not known", format_guid(&subscription)),
                         )
                     })?
                     .owner_tenant_id
@@ -322,7 +293,7 @@ impl RegistrationService {
         let mapping = self.store.mapping_of_tenant(tenant).await?;
         let (billed, via_customer_mapping) = registration.billing_subscription(mapping);
         Ok(pb::BillingSubscription {
-            billing_subscription_id: id(&billed),
+            billing_subscription_id: format_guid(&billed),
             via_customer_mapping,
         })
     }
@@ -338,7 +309,7 @@ impl RegistrationService {
             return Err(Rejection::field(
                 Reason::AlreadyExists,
                 "tenant.tenant_id",
-                format!("tenant {} already exists", id(&tenant.id)),
+                format!("tenant {} already exists", format_guid(&tenant.id)),
             )
             .into());
         }
@@ -351,7 +322,7 @@ impl RegistrationService {
             Rejection::field(
                 Reason::TenantNotFound,
                 "tenant_id",
-                format!("tenant {} is not known", id(&tenant_id)),
+                format!("tenant {} is not known", format_guid(&tenant_id)),
             )
         })?)
     }
@@ -363,10 +334,11 @@ impl RegistrationService {
         let s = subscription.ok_or_else(|| {
             Rejection::field(Reason::InvalidProperty, "subscription", "is required")
         })?;
-        let subscription_id = optional_guid("subscription.subscription_id", &s.subscription_id)?
-            .unwrap_or_else(Uuid::new_v4);
+        let subscription_id =
+            optional_guid_field("subscription.subscription_id", &s.subscription_id)?
+                .unwrap_or_else(Uuid::new_v4);
         let owner = guid_field("subscription.owner_tenant_id", &s.owner_tenant_id)?;
-        let provider = optional_guid(
+        let provider = optional_guid_field(
             "subscription.delegated_provider_subscription_id",
             &s.delegated_provider_subscription_id,
         )?;
@@ -385,7 +357,7 @@ impl RegistrationService {
             return Err(Rejection::field(
                 Reason::TenantNotFound,
                 "subscription.owner_tenant_id",
-                format!("tenant {} is not known", id(&owner)),
+                format!("tenant {} is not known", format_guid(&owner)),
             )
             .into());
         }
@@ -395,7 +367,10 @@ impl RegistrationService {
             return Err(Rejection::field(
                 Reason::SubscriptionNotFound,
                 "subscription.delegated_provider_subscription_id",
-                format!("provider subscription {} is not known", id(&provider)),
+                format!(
+                    "provider subscription {} is not known",
+                    format_guid(&provider)
+                ),
             )
             .into());
         }
@@ -410,7 +385,10 @@ impl RegistrationService {
             return Err(Rejection::field(
                 Reason::AlreadyExists,
                 "subscription.subscription_id",
-                format!("subscription {} already exists", id(&subscription.id)),
+                format!(
+                    "subscription {} already exists",
+                    format_guid(&subscription.id)
+                ),
             )
             .into());
         }
@@ -427,7 +405,10 @@ impl RegistrationService {
                 Rejection::field(
                     Reason::SubscriptionNotFound,
                     "subscription_id",
-                    format!("subscription {} is not known", id(&subscription_id)),
+                    format!(
+                        "subscription {} is not known",
+                        format_guid(&subscription_id)
+                    ),
                 )
             })?)
     }
@@ -437,8 +418,8 @@ impl RegistrationService {
         r: pb::ListSubscriptionsRequest,
     ) -> Result<pb::ListSubscriptionsResponse> {
         let filter = SubscriptionFilter {
-            owner_tenant_id: optional_guid("owner_tenant_id", &r.owner_tenant_id)?,
-            delegated_provider_subscription_id: optional_guid(
+            owner_tenant_id: optional_guid_field("owner_tenant_id", &r.owner_tenant_id)?,
+            delegated_provider_subscription_id: optional_guid_field(
                 "delegated_provider_subscription_id",
                 &r.delegated_provider_subscription_id,
             )?,

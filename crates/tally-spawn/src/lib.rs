@@ -1,5 +1,5 @@
 //! Starting a Tally binary as a child process and learning its address from the line it prints
-//! once it listens (`tally listening on 127.0.0.1:40123`, written by `tally`'s `run.rs`), so
+//! once it listens (`tally listening on 127.0.0.1:40123`, written with [`listening_line`] by `tally`'s `serve.rs`), so
 //! callers can pass `--listen 127.0.0.1:0`. Used by the binaries' tests, the benchmark and
 //! xtask; std only, so xtask stays light.
 
@@ -10,6 +10,11 @@ use std::time::{Duration, Instant};
 
 /// What separates the service's name from its address in the listening line.
 const LISTENING_ON: &str = " listening on ";
+
+/// The line a Tally server prints on stdout once it listens; [`listening_address`] reads it back.
+pub fn listening_line(server: &str, addr: SocketAddr) -> String {
+    format!("{server}{LISTENING_ON}{addr}")
+}
 
 /// The address in a listening line, if `line` is one.
 pub fn listening_address(line: &str) -> Option<SocketAddr> {
@@ -120,6 +125,11 @@ mod tests {
         );
         assert_eq!(listening_address("usage schema is up to date"), None);
         assert_eq!(listening_address("tally listening on somewhere"), None);
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        assert_eq!(
+            listening_address(&listening_line("tally-bridge", addr)),
+            Some(addr)
+        );
     }
 
     #[test]

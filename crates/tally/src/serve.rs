@@ -32,7 +32,10 @@ pub(crate) async fn bind(what: &str, addr: std::net::SocketAddr) -> anyhow::Resu
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    println!("{what} listening on {}", listener.local_addr()?);
+    println!(
+        "{}",
+        tally_spawn::listening_line(what, listener.local_addr()?)
+    );
     Ok(listener)
 }
 

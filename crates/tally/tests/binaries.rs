@@ -41,18 +41,11 @@ fn key_and_token(dir: &std::path::Path) -> (String, String) {
     let secret = "binaries-test-secret-0123456789abcdef";
     let path = dir.join("test-signing.key");
     std::fs::write(&path, secret).unwrap();
-    let now = Utc::now().timestamp();
-    let claims = tally_gateway::Claims {
-        iss: "tally".into(),
-        aud: "tally".into(),
-        sub: "binaries-test".into(),
-        exp: now + 3_600,
-        nbf: Some(now - 60),
-        iat: Some(now),
-        tid: None,
-        roles: vec!["Operator".into()],
-        provider_subscription_id: None,
-    };
+    let claims = tally_gateway::Claims::development(
+        &tally_gateway::Principal::Operator,
+        "binaries-test",
+        chrono::TimeDelta::hours(1),
+    );
     (
         path.display().to_string(),
         tally_gateway::auth::mint(secret.as_bytes(), &claims).unwrap(),

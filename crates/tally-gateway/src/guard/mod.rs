@@ -26,7 +26,6 @@ mod usage;
 use tally_core::{Reason, parse_guid};
 use tally_proto::status;
 use tonic::{Request, Status};
-use uuid::Uuid;
 
 pub(crate) use clock::GuardedClock;
 pub use ownership::OWNERSHIP_TTL;
@@ -99,8 +98,4 @@ async fn require_owner(
         Some(owner) if owner == tenant => Ok(()),
         _ => Err(not_owner(subscription)),
     }
-}
-
-fn guid(id: Uuid) -> String {
-    id.hyphenated().to_string()
 }

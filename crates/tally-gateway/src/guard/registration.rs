@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use tally_core::Reason;
+use tally_core::{Reason, format_guid};
 use tally_proto::Rpc;
 use tally_proto::registration::v1 as reg;
 use tally_proto::registration::v1::resolve_billing_subscription_request::Target;
@@ -12,9 +12,7 @@ use tally_proto::registration_api::RegistrationApi;
 use tally_proto::status;
 use tonic::Request;
 
-use super::{
-    Ownership, guid, is_own_tenant, operator_only, principal_of, require_owner, role_required,
-};
+use super::{Ownership, is_own_tenant, operator_only, principal_of, require_owner, role_required};
 use crate::principal::{Grants, Principal, Role};
 
 /// The registration contract with access control in front.
@@ -172,11 +170,11 @@ impl RegistrationApi for GuardedRegistration {
             Principal::Limited(Grants {
                 delegated_provider: Some(provider),
                 ..
-            }) => message.delegated_provider_subscription_id = guid(provider),
+            }) => message.delegated_provider_subscription_id = format_guid(&provider),
             Principal::Limited(Grants {
                 tenant: Some(tenant),
                 ..
-            }) => message.owner_tenant_id = guid(tenant),
+            }) => message.owner_tenant_id = format_guid(&tenant),
             Principal::Limited(_) => {
                 return Err(role_required("listing subscriptions", &[Role::Operator]));
             }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use tally_core::{Reason, parse_guid};
+use tally_core::{Reason, format_guid, parse_guid};
 use tally_proto::Rpc;
 use tally_proto::status;
 use tally_proto::usage::v1 as usage;
@@ -11,7 +11,7 @@ use tally_proto::usage_api::UsageApi;
 use tonic::{Request, Status};
 use uuid::Uuid;
 
-use super::{Ownership, guid, operator_only, principal_of, require_owner, role_required};
+use super::{Ownership, operator_only, principal_of, require_owner, role_required};
 use crate::principal::{Grants, Principal, Role};
 
 /// The usage contract with access control in front.
@@ -42,7 +42,7 @@ impl GuardedUsage {
                 Reason::NotSubscriptionOwner,
                 format!(
                     "provider subscription {} is not the caller's",
-                    guid(provider_subscription)
+                    format_guid(&provider_subscription)
                 ),
             ));
         }
@@ -74,12 +74,12 @@ fn narrow_to_direct_tenants(
             format!(
                 "subscriber {} is not a direct tenant of provider subscription {}",
                 message.subscriber_id,
-                guid(provider)
+                format_guid(&provider)
             ),
         ));
     }
     message.subscribers = Some(usage::SubscriberFilter {
-        subscription_ids: direct.iter().copied().map(guid).collect(),
+        subscription_ids: direct.iter().map(format_guid).collect(),
     });
     Ok(())
 }
