@@ -1,10 +1,11 @@
 //! Architecture invariants, checked on every `cargo test`:
 //! - dependencies point inward: `tally-core` knows no wire, database or runtime; `tally-store`
 //!   knows no protobuf; services never depend on each other; the gateway owns no tables;
-//! - every crate root says what the crate is (`//!`).
+//! - every Rust file says what it is for (`//!`);
+//! - ARCHITECTURE.md's code map names every module, and only modules that exist.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn workspace() -> serde_json::Value {
@@ -97,9 +98,136 @@ fn dependencies_point_inward() {
     }
 }
 
+fn root() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+/// Every `.rs` file below `dir`.
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return files;
+    };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    files
+}
+
+/// The source folders the code map describes, by the heading of their section.
+fn mapped_folders() -> Vec<(String, Vec<PathBuf>)> {
+    let root = root();
+    let mut folders = vec![
+        ("migrations/".to_string(), vec![root.join("migrations/src")]),
+        (
+            "tests/".to_string(),
+            vec![root.join("tests/src"), root.join("tests/tests")],
+        ),
+        ("xtask/".to_string(), vec![root.join("xtask/src")]),
+    ];
+    for entry in std::fs::read_dir(root.join("crates")).unwrap() {
+        let dir = entry.unwrap().path();
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        folders.push((format!("crates/{name}"), vec![dir.join("src")]));
+    }
+    folders
+}
+
+#[test]
+fn every_file_says_what_it_is_for() {
+    let undocumented: Vec<String> = mapped_folders()
+        .into_iter()
+        .flat_map(|(_, dirs)| dirs)
+        .flat_map(|dir| rust_files(&dir))
+        .filter(|file| !std::fs::read_to_string(file).unwrap().starts_with("//!"))
+        .map(|file| file.display().to_string())
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "these files do not open with a //! comment saying what they are for: {undocumented:#?}"
+    );
+}
+
+/// The code map's section for each heading (`### \`crates/tally-core\``): the backticked names in it.
+fn code_map() -> BTreeMap<String, BTreeSet<String>> {
+    let text = std::fs::read_to_string(root().join("ARCHITECTURE.md")).unwrap();
+    let map = text
+        .split("\n## ")
+        .find(|section| section.starts_with("Code map"))
+        .expect("ARCHITECTURE.md has a Code map section");
+    map.split("\n### ")
+        .skip(1)
+        .map(|section| {
+            let (heading, body) = section.split_once('\n').unwrap_or((section, ""));
+            let names = body
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .filter(|name| !name.contains(' '))
+                .map(str::to_string)
+                .collect();
+            (heading.trim().trim_matches('`').to_string(), names)
+        })
+        .collect()
+}
+
+#[test]
+fn the_code_map_names_every_module_and_only_modules_that_exist() {
+    let map = code_map();
+    let mut problems = Vec::new();
+    for (heading, dirs) in mapped_folders() {
+        let Some(names) = map.get(&heading) else {
+            problems.push(format!("the code map has no section `{heading}`"));
+            continue;
+        };
+        let files: Vec<PathBuf> = dirs.iter().flat_map(|d| rust_files(d)).collect();
+        for file in &files {
+            let name = file.file_name().unwrap().to_string_lossy().to_string();
+            let parent = file
+                .parent()
+                .and_then(|p| p.file_name())
+                .map(|p| format!("{}/", p.to_string_lossy()))
+                .unwrap_or_default();
+            let crate_root = matches!(name.as_str(), "lib.rs" | "main.rs")
+                && dirs.iter().any(|d| file.parent() == Some(d.as_path()));
+            let named = names.contains(&name)
+                || names.iter().any(|n| n.ends_with(&format!("/{name}")))
+                || names.contains(&parent);
+            if !crate_root && !named {
+                problems.push(format!(
+                    "`{heading}`: the code map does not name {}",
+                    file.display()
+                ));
+            }
+        }
+        for name in names
+            .iter()
+            .filter(|n| n.ends_with(".rs") && !n.contains('<'))
+        {
+            let exists = root().join(name).is_file()
+                || files.iter().any(|f| {
+                    f.to_string_lossy().ends_with(&format!("/{name}"))
+                        || f.file_name().is_some_and(|f| f.to_string_lossy() == *name)
+                });
+            if !exists {
+                problems.push(format!(
+                    "`{heading}`: the code map names `{name}`, which does not exist"
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
 #[test]
 fn every_crate_root_documents_itself() {
-    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    let root = root();
     let mut roots = vec![
         root.join("migrations/src/lib.rs"),
         root.join("tests/src/lib.rs"),

@@ -1,7 +1,8 @@
 //! Development workflows, run as `cargo xtask <command>`.
 //!
-//! - `ci`: what CI runs: fmt check, clippy with warnings denied, and the README's test command
-//!   (`cargo test`), on SQLite and, when `TALLY_TEST_POSTGRES_URL` is set, on PostgreSQL too.
+//! - `ci`: what CI runs: fmt check, clippy with warnings denied, no unused dependency
+//!   (cargo-machete), and the README's test command (`cargo test`), on SQLite and, when
+//!   `TALLY_TEST_POSTGRES_URL` is set, on PostgreSQL too.
 //! - `run` / `demo`: `tally serve` / `tally demo` on the embedded SQLite default.
 //! - `smoke`: starts `tally serve` and checks it with the real grpcurl.
 //! - `bench`: builds `tally` and `tally-bench` and runs the benchmark (crates/tally-bench).
@@ -25,7 +26,7 @@ struct Xtask {
 
 #[derive(Subcommand)]
 enum Task {
-    /// fmt --check, clippy -D warnings, and the tests (PostgreSQL too when TALLY_TEST_POSTGRES_URL is set).
+    /// fmt --check, clippy -D warnings, cargo machete, and the tests (PostgreSQL too when TALLY_TEST_POSTGRES_URL is set).
     Ci,
     /// Runs `tally serve` (every service, SQLite in ./tally-data); extra arguments go to tally.
     Run {
@@ -121,6 +122,10 @@ fn ci() -> anyhow::Result<()> {
         "-D",
         "warnings",
     ])?;
+    which("cargo-machete").context(
+        "cargo-machete is not installed (cargo install cargo-machete): it keeps unused dependencies out",
+    )?;
+    cargo(&["machete"])?;
     match std::env::var("TALLY_TEST_POSTGRES_URL") {
         Ok(url) if !url.is_empty() => eprintln!("tests run on SQLite and on PostgreSQL ({url})"),
         _ => eprintln!(

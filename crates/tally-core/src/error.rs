@@ -16,9 +16,10 @@ pub enum StatusClass {
     Internal,
 }
 
-/// Declares [`Reason`] from one table (name => status class), so a new reason is one line.
+/// Declares [`Reason`] from one table (`Name => StatusClass: "when it happens",`), so a new
+/// reason is one line; docs/errors.md is generated from it.
 macro_rules! reasons {
-    ($( $(#[$doc:meta])* $name:ident => $class:ident, )*) => {
+    ($( $(#[$doc:meta])* $name:ident => $class:ident $(: $when:literal)?, )*) => {
         /// The `reason` of the contract's `google.rpc.ErrorInfo` (domain `tally`). Names are fixed.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub enum Reason {
@@ -34,10 +35,18 @@ macro_rules! reasons {
                 }
             }
 
-            /// The contract's status for this reason (api-contract.md, "Errors").
+            /// The contract's status for this reason.
             pub fn class(self) -> StatusClass {
                 match self {
                     $( Reason::$name => StatusClass::$class, )*
+                }
+            }
+
+            /// When this reason is returned, in a sentence (empty if not written yet: the
+            /// docs test refuses that).
+            pub fn description(self) -> &'static str {
+                match self {
+                    $( Reason::$name => concat!("" $(, $when)?), )*
                 }
             }
         }
@@ -45,36 +54,38 @@ macro_rules! reasons {
 }
 
 reasons! {
-    InvalidProperty => InvalidArgument,
-    InvalidAggregationGranularity => InvalidArgument,
-    InvalidTimeAlignment => InvalidArgument,
-    RequestEndTimeIsInFuture => InvalidArgument,
-    InvalidContinuationToken => InvalidArgument,
-    UnknownMeter => InvalidArgument,
-    BatchTooLarge => InvalidArgument,
-    EventIdConflict => AlreadyExists,
-    ProcessingNotComplete => FailedPrecondition,
-    MissingCredentials => Unauthenticated,
-    InvalidToken => Unauthenticated,
-    SubscriberIdIsNotDirectTenant => PermissionDenied,
-    NotSubscriptionOwner => PermissionDenied,
-    RoleRequired => PermissionDenied,
-    ServiceUnavailable => Unavailable,
-    Internal => Internal,
-    // Registration and tenancy (reference facts §3.6).
-    RegistrationNotFound => NotFound,
-    CustomerSubscriptionNotFound => NotFound,
-    InvalidCustomerSubscriptionId => InvalidArgument,
-    CustomerSubscriptionsNotAllowed => FailedPrecondition,
-    UnauthorizedCspRegistration => FailedPrecondition,
-    TenantNotFound => NotFound,
-    SubscriptionNotFound => NotFound,
-    AlreadyExists => AlreadyExists,
-    MeterAlreadyExists => AlreadyExists,
+    // Usage ingestion and queries (tally.usage.v1).
+    InvalidProperty => InvalidArgument: "A field is missing or malformed; the BadRequest detail names it.",
+    InvalidAggregationGranularity => InvalidArgument: "The granularity is neither DAILY nor HOURLY.",
+    InvalidTimeAlignment => InvalidArgument: "A window's start or end is not on an hour (HOURLY) or midnight (DAILY), or start is not before end.",
+    RequestEndTimeIsInFuture => InvalidArgument: "The window ends after now (with allow_incomplete: after the boundary that ends the current bucket).",
+    InvalidContinuationToken => InvalidArgument: "The continuation token is malformed, was altered, or belongs to another query.",
+    UnknownMeter => InvalidArgument: "The meter id is not in the catalog.",
+    BatchTooLarge => InvalidArgument: "A batch holds more than 10,000 records or exceeds the message size limit.",
+    EventIdConflict => AlreadyExists: "An event id is already stored with different content; nothing of the batch is stored.",
+    ProcessingNotComplete => FailedPrecondition: "The window reaches past complete_through; retry later or set allow_incomplete.",
+    // Access.
+    MissingCredentials => Unauthenticated: "The call carries no bearer token.",
+    InvalidToken => Unauthenticated: "The bearer token is expired, not yet valid, badly signed, or for another issuer or audience.",
+    SubscriberIdIsNotDirectTenant => PermissionDenied: "A delegated provider asked for a subscription that is not one of its direct tenants.",
+    NotSubscriptionOwner => PermissionDenied: "The caller's tenant does not own the subscription.",
+    RoleRequired => PermissionDenied: "The call needs a role the caller does not have (the message names it).",
+    // Failures of ours or of a dependency.
+    ServiceUnavailable => Unavailable: "A database or peer service is down or busy; the call is safe to retry.",
+    Internal => Internal: "A failure of Tally's own; it is logged with its cause.",
+    // Registration and tenancy (tally.registration.v1).
+    RegistrationNotFound => NotFound: "The installation is not registered, or the registration named in the path is not this one.",
+    CustomerSubscriptionNotFound => NotFound: "No CSP mapping has this customer subscription.",
+    InvalidCustomerSubscriptionId => InvalidArgument: "The customer subscription id is not a GUID.",
+    CustomerSubscriptionsNotAllowed => FailedPrecondition: "CSP mappings need a pay-as-you-use registration; this one is capacity or development.",
+    UnauthorizedCspRegistration => FailedPrecondition: "CSP mappings need multi-tenancy enabled on the registration.",
+    TenantNotFound => NotFound: "The directory tenant is not known.",
+    SubscriptionNotFound => NotFound: "The subscription is not known.",
+    AlreadyExists => AlreadyExists: "A tenant or subscription with this id exists already.",
+    MeterAlreadyExists => AlreadyExists: "A meter with this id exists already.",
     // Simulated time (tally.clock.v1).
-    /// AdvanceClock on the real clock.
-    ManualClockDisabled => FailedPrecondition,
-    ClockCannotMoveBackwards => FailedPrecondition,
+    ManualClockDisabled => FailedPrecondition: "AdvanceClock on the real clock; start tally serve with --manual-clock.",
+    ClockCannotMoveBackwards => FailedPrecondition: "AdvanceClock to an earlier time, or by a negative duration.",
 }
 
 impl Reason {

@@ -1,6 +1,6 @@
-//! The meter catalog: every meter of the reference facts (§4.1), plus custom meters.
+//! The meter catalog: every meter Azure Stack Hub documents (docs/azure-stack.md §4), plus custom meters.
 //!
-//! Which meters are chargeable (reported upstream to commerce) follows the facts of §3.2 and §4:
+//! Which meters are chargeable (reported upstream to commerce) follows docs/azure-stack.md §3.2 and §4:
 //! commerce charges workload VMs by vCore-hours only, storage services and App Service; Azure Stack
 //! Hub captures more meters locally than it bills. So:
 //! - Compute: the two vCore-hour meters are chargeable; "VM size hours" (not adjusted for cores)

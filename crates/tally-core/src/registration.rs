@@ -1,5 +1,5 @@
 //! Registration and tenancy: the installation's registration with its upstream commerce system,
-//! its billing model, and the rules of CSP multi-tenant billing (reference facts §3.1, §3.5, §3.6).
+//! its billing model, and the rules of CSP multi-tenant billing (docs/azure-stack.md §3).
 
 use uuid::Uuid;
 
@@ -211,7 +211,7 @@ pub struct Subscription {
     pub id: Uuid,
     pub display_name: String,
     pub owner_tenant_id: Uuid,
-    /// The reseller tier (§1.1): the provider subscription this is a direct tenant of, if not the
+    /// The reseller tier (docs/azure-stack.md §2): the provider subscription this is a direct tenant of, if not the
     /// operator's.
     pub delegated_provider_subscription_id: Option<Uuid>,
     pub state: SubscriptionState,

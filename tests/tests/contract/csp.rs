@@ -1,4 +1,4 @@
-//! Registration and CSP multi-tenant billing (reference facts §3.1, §3.5, §3.6).
+//! Registration and CSP multi-tenant billing (docs/azure-stack.md §3).
 
 use tally_contract_tests::world::{
     self, OTHER_SUBSCRIPTION, OTHER_TENANT, OWNED_SUBSCRIPTION, OWNER_TENANT,

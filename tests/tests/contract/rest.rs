@@ -1,4 +1,4 @@
-//! The Azure-compatible REST surface: the same rows as gRPC, nextLink paging, §5.2 errors,
+//! The Azure-compatible REST surface: the same rows as gRPC, nextLink paging, Azure's error codes,
 //! access control, and the CSP customerSubscriptions resource.
 
 use std::collections::BTreeMap;

@@ -1,5 +1,5 @@
 //! Errors as ARM writes them: an HTTP status and `{"error":{"code":..,"message":..}}` with the
-//! codes of reference facts §5.2.
+//! codes Azure Stack Hub uses (docs/azure-stack.md §2, "Errors").
 //!
 //! A service's error is rebuilt from its structured parts, never by editing its text: the
 //! reason (`google.rpc.ErrorInfo`) gives the status and code, and each bad field of the
@@ -139,7 +139,7 @@ fn json_name(field: &str) -> String {
     name
 }
 
-/// The HTTP status and ARM error code of a service error (reference facts §5.2 where it has
+/// The HTTP status and ARM error code of a service error (Azure's, docs/azure-stack.md §2, where it has
 /// one); `code` decides only when there is no reason.
 fn http_error(reason: Option<Reason>, code: tonic::Code) -> (StatusCode, &'static str) {
     let Some(reason) = reason else {
@@ -149,12 +149,12 @@ fn http_error(reason: Option<Reason>, code: tonic::Code) -> (StatusCode, &'stati
         };
     };
     let code = match reason {
-        // §5.2 knows only InvalidProperty for a bad value; the message names the parameter.
+        // Azure knows only InvalidProperty for a bad value; the message names the parameter.
         Reason::InvalidTimeAlignment | Reason::InvalidContinuationToken => "InvalidProperty",
         other => other.as_str(),
     };
     let http = match reason {
-        // §5.2: a provider asking for a subscriber that is not its direct tenant is a 400.
+        // Azure: a provider asking for a subscriber that is not its direct tenant is a 400.
         Reason::SubscriberIdIsNotDirectTenant => StatusCode::BAD_REQUEST,
         other => match other.class() {
             StatusClass::InvalidArgument | StatusClass::FailedPrecondition => {

@@ -262,7 +262,7 @@ impl Params {
         all
     }
 
-    /// Refuses the request unless `api-version` is `expected` (§5.2: missing is `NoApiVersion`).
+    /// Refuses the request unless `api-version` is `expected` (docs/azure-stack.md §2: missing is `NoApiVersion`).
     pub(crate) fn require_api_version(&self, expected: &str) -> Result<(), RestError> {
         match self.get("api-version") {
             None => Err(RestError::new(

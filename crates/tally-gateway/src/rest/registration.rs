@@ -1,5 +1,5 @@
 //! `Microsoft.AzureStack/registrations/{name}/customerSubscriptions`, api-version 2017-06-01:
-//! the CSP tenant mappings of reference facts §3.6 (PUT 201 empty, GET 200 with `nextLink`
+//! the CSP tenant mappings of docs/azure-stack.md §3.3 (PUT 201 empty, GET 200 with `nextLink`
 //! carrying `$skipToken`, DELETE 204).
 
 use axum::http::StatusCode;

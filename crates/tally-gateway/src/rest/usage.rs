@@ -1,6 +1,6 @@
 //! `Microsoft.Commerce/UsageAggregates` (tenant) and
 //! `Microsoft.Commerce.Admin/subscriberUsageAggregates` (provider), api-version
-//! 2015-06-01-preview, shaped as reference facts §1.2–§1.4 and §2 describe.
+//! 2015-06-01-preview, shaped as docs/azure-stack.md §2 describe.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
