@@ -7,7 +7,7 @@ use prost::Message;
 use tally_core::meter::custom_meter_id;
 use tally_core::time::WindowFields;
 use tally_core::{
-    Clock, Granularity, Meter, Reason, Rejection, ReportedWindow, UsageRecordInput,
+    Clock, Granularity, Meter, Reason, Rejection, ReportedWindow, UsageRecordInput, guid_field,
     optional_guid_field, parse_guid, validate_batch,
 };
 use tally_proto::Rpc;
@@ -359,15 +359,8 @@ impl UsageApi for Aggregator {
         request: Request<pb::ListUsageAggregatesRequest>,
     ) -> Rpc<pb::ListUsageAggregatesResponse> {
         let r = request.into_inner();
-        let subscription = optional_guid_field("subscription_id", &r.subscription_id)
-            .map_err(UsageError::from)?
-            .ok_or_else(|| {
-                UsageError::from(Rejection::field(
-                    Reason::InvalidProperty,
-                    "subscription_id",
-                    "is required",
-                ))
-            })?;
+        let subscription =
+            guid_field("subscription_id", &r.subscription_id).map_err(UsageError::from)?;
         let query = ListQuery {
             scope: Scope::Tenant(subscription),
             start: utc(r.reported_start_time.as_ref()),

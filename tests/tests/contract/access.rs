@@ -603,6 +603,21 @@ async fn every_role_meets_every_rpc(backend: Backend) {
 }
 
 /// The subscriptions of the rows of a page.
+/// The ids of the subscriptions `clients` may list.
+async fn listed_subscriptions(clients: &Clients) -> Vec<String> {
+    let listed = clients
+        .tenancy()
+        .list_subscriptions(reg::ListSubscriptionsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    listed
+        .subscriptions
+        .into_iter()
+        .map(|s| s.subscription_id)
+        .collect()
+}
+
 fn subscriptions(page: &usage::ListUsageAggregatesResponse) -> Vec<String> {
     let mut subs: Vec<String> = page
         .usage_aggregates
@@ -661,33 +676,11 @@ async fn callers_see_only_what_is_theirs(backend: Backend) {
         .unwrap()
         .into_inner();
     assert_eq!(subscriptions(&page), [OWNED_SUBSCRIPTION]);
-    let listed = reseller
-        .tenancy()
-        .list_subscriptions(reg::ListSubscriptionsRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    let ids: Vec<&str> = listed
-        .subscriptions
-        .iter()
-        .map(|s| s.subscription_id.as_str())
-        .collect();
-    assert_eq!(ids, [OWNED_SUBSCRIPTION]);
+    assert_eq!(listed_subscriptions(&reseller).await, [OWNED_SUBSCRIPTION]);
 
     // A tenant lists its own subscriptions only, and reads its own usage.
     let owner = cluster.clients_for(&Identity::tenant(OWNER_TENANT));
-    let listed = owner
-        .tenancy()
-        .list_subscriptions(reg::ListSubscriptionsRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    let ids: Vec<&str> = listed
-        .subscriptions
-        .iter()
-        .map(|s| s.subscription_id.as_str())
-        .collect();
-    assert_eq!(ids, [OWNED_SUBSCRIPTION]);
+    assert_eq!(listed_subscriptions(&owner).await, [OWNED_SUBSCRIPTION]);
     let own = owner
         .tenant()
         .list_usage_aggregates(usage::ListUsageAggregatesRequest {
