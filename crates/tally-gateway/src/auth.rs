@@ -7,7 +7,7 @@
 //! (`Operator`, `ResourceProvider`, `DelegatedProvider`; none for a tenant user) and, for a
 //! delegated provider, the provider subscription it acts for (`provider_subscription_id`).
 
-use chrono::{TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use tally_core::Reason;
@@ -83,6 +83,24 @@ impl AuthError {
     }
 }
 
+/// What a verified token says beyond its [`Principal`]: who it names and until when it is
+/// valid. The authentication layer attaches it beside the principal, for the caller to read
+/// back (`GET /tally/v1/whoami`); no access decision looks at it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenSubject {
+    /// The `sub` claim.
+    pub subject: String,
+    /// The `exp` claim.
+    pub expires: Option<DateTime<Utc>>,
+}
+
+/// A token that passed verification.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    pub principal: Principal,
+    pub subject: TokenSubject,
+}
+
 /// Checks tokens against the configured keys.
 pub struct Verifier {
     keys: Vec<(Algorithm, DecodingKey)>,
@@ -116,8 +134,8 @@ impl Verifier {
         validation
     }
 
-    /// The principal a token establishes.
-    pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+    /// The principal a token establishes, and whom it names.
+    pub fn verify(&self, token: &str) -> Result<Verified, AuthError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
         if !matches!(header.alg, Algorithm::HS256 | Algorithm::RS256) {
@@ -129,7 +147,15 @@ impl Verifier {
         let mut last_error = AuthError::Invalid(format!("no key for algorithm {:?}", header.alg));
         for (algorithm, key) in self.keys.iter().filter(|(a, _)| *a == header.alg) {
             match jsonwebtoken::decode::<Claims>(token, key, &self.validation(*algorithm)) {
-                Ok(data) => return data.claims.principal(),
+                Ok(data) => {
+                    return Ok(Verified {
+                        principal: data.claims.principal()?,
+                        subject: TokenSubject {
+                            expires: DateTime::from_timestamp(data.claims.exp, 0),
+                            subject: data.claims.sub,
+                        },
+                    });
+                }
                 Err(e) => last_error = AuthError::Invalid(e.to_string()),
             }
         }
@@ -238,6 +264,7 @@ mod tests {
         let verifier = Verifier::new(&AuthConfig::development(SECRET.to_vec())).unwrap();
         verifier
             .verify(&mint(secret, claims).unwrap())
+            .map(|verified| verified.principal)
             .map_err(|e| e.to_string())
     }
 
@@ -312,6 +339,21 @@ mod tests {
             let claims = Claims::development(&principal, "someone", TimeDelta::hours(1));
             assert_eq!(verify(&claims, SECRET), Ok(principal), "{claims:?}");
         }
+    }
+
+    #[test]
+    fn a_verified_token_names_its_subject_and_expiry() {
+        let claims = claims(&[], Some(TENANT), None);
+        let verifier = Verifier::new(&AuthConfig::development(SECRET.to_vec())).unwrap();
+        let verified = verifier.verify(&mint(SECRET, &claims).unwrap()).unwrap();
+        assert_eq!(
+            verified.subject,
+            TokenSubject {
+                subject: "someone".into(),
+                expires: DateTime::from_timestamp(claims.exp, 0),
+            }
+        );
+        assert_eq!(verified.principal, Principal::tenant(guid(TENANT)));
     }
 
     #[test]

@@ -14,11 +14,13 @@ use tonic::Status;
 use crate::auth::{AuthError, Verifier};
 use crate::rest::{self, RestError, RestState};
 
-/// Paths anyone may call: health checks (for load balancers) and reflection (schema only).
+/// Paths anyone may call: health checks (for load balancers), reflection (schema only) and the
+/// portal's static files (the page signs in itself; its data calls carry the token).
 fn is_public(path: &str) -> bool {
     path.starts_with("/grpc.health.v1.Health/")
         || path.starts_with("/grpc.reflection.v1.ServerReflection/")
         || path.starts_with("/grpc.reflection.v1alpha.ServerReflection/")
+        || crate::portal::is_portal_path(path)
 }
 
 fn is_grpc(request: &Request) -> bool {
@@ -55,8 +57,9 @@ pub(crate) async fn authenticate(
         Some(token) => verifier.verify(token),
     };
     match verified {
-        Ok(principal) => {
-            request.extensions_mut().insert(principal);
+        Ok(verified) => {
+            request.extensions_mut().insert(verified.principal);
+            request.extensions_mut().insert(verified.subject);
             next.run(request).await
         }
         Err(error) => {

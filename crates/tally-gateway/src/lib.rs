@@ -1,16 +1,19 @@
 //! The gateway: Tally's public front door. On one listener it serves the usage and registration
-//! contracts over gRPC (with health and reflection) and the Azure-compatible REST surface, and
-//! puts access control in front of all of it: a tower layer ([`http`]) authenticates every
-//! request with a token ([`auth`]) and attaches its [`Principal`]; guards ([`guard`]) authorize
+//! contracts over gRPC (with health and reflection), the Azure-compatible REST surface and the
+//! web portal ([`portal`]), and puts access control in front of all of it: a tower layer
+//! ([`http`]) authenticates every request with a token ([`auth`]) and attaches its
+//! [`Principal`]; guards ([`guard`]) authorize
 //! each call before it reaches the services behind, which they call through their Rust traits:
 //! in-process inside `tally serve`, over gRPC when deployed apart.
 //!
-//! Modules depend one way: `principal` <- `auth`, `guard` <- `rest` <- `http` <- this file.
+//! Modules depend one way: `principal` <- `auth`, `guard` <- `rest` <- `http` <- this file;
+//! `portal` (static files) depends on none of them.
 
 pub mod auth;
 mod clock;
 mod guard;
 mod http;
+mod portal;
 mod principal;
 mod rest;
 
@@ -88,9 +91,13 @@ pub async fn serve_backends(
         backends.registration,
         ownership,
     ));
-    let rest = Arc::new(rest::RestState::new(usage.clone(), registration.clone()));
-
     let clock = Arc::new(guard::GuardedClock::new(backends.clock));
+    let rest = Arc::new(rest::RestState::new(
+        usage.clone(),
+        registration.clone(),
+        clock.clone(),
+    ));
+
     let serving: Vec<&str> = UsageServices::<dyn UsageApi>::NAMES
         .iter()
         .chain(RegistrationServices::<dyn RegistrationApi>::NAMES)
@@ -104,6 +111,7 @@ pub async fn serve_backends(
     let router = grpc
         .routes()
         .into_axum_router()
+        .merge(portal::routes())
         .fallback_service(axum::routing::any(http::fallback).with_state(rest))
         .layer(axum::middleware::from_fn_with_state(
             verifier,

@@ -1,15 +1,23 @@
-//! The Azure-compatible REST surface, on the same listener as gRPC: the tenant and provider
+//! The REST surface, on the same listener as gRPC: Azure's, that is the tenant and provider
 //! usage aggregates of `Microsoft.Commerce` (api-version 2015-06-01-preview) and the CSP
-//! `customerSubscriptions` of `Microsoft.AzureStack` (api-version 2017-06-01).
+//! `customerSubscriptions` of `Microsoft.AzureStack` (api-version 2017-06-01); and Tally's own
+//! JSON routes for what Azure has no resource for (`/tally/v1`, `/clock/v1`, `/usage/v1`,
+//! `/tenancy/v1`: who is calling, the clock, the pipeline, tenants and subscriptions), which
+//! the portal and scripts use.
 //!
 //! Handlers translate HTTP to calls of the guards, the same ones gRPC calls, so the semantics
 //! and the access control live in one place; this module only speaks ARM's dialect: paths
 //! matched case-insensitively ([`ROUTES`]), query parameters, `nextLink` paging and
-//! `{"error":{"code","message"}}` ([`error`]).
+//! `{"error":{"code","message"}}` ([`error`]). Tally's own routes answer errors the same way,
+//! and name fields, query parameters and JSON members by their proto JSON names.
 
+mod caller;
+mod clock;
 mod error;
 mod path;
+mod pipeline;
 mod registration;
+mod tenancy;
 mod usage;
 
 use std::collections::HashMap;
@@ -26,21 +34,28 @@ use serde::Serialize;
 pub(crate) use error::{FieldNames, RestError, RestResult};
 use path::PathParams;
 
-use crate::guard::{GuardedRegistration, GuardedUsage};
+use crate::auth::TokenSubject;
+use crate::guard::{GuardedClock, GuardedRegistration, GuardedUsage};
 use crate::principal::Principal;
 
 /// What the REST handlers call: the guards, never the services behind them.
 pub(crate) struct RestState {
     usage: Arc<GuardedUsage>,
     registration: Arc<GuardedRegistration>,
+    clock: Arc<GuardedClock>,
     meters: usage::MeterNames,
 }
 
 impl RestState {
-    pub(crate) fn new(usage: Arc<GuardedUsage>, registration: Arc<GuardedRegistration>) -> Self {
+    pub(crate) fn new(
+        usage: Arc<GuardedUsage>,
+        registration: Arc<GuardedRegistration>,
+        clock: Arc<GuardedClock>,
+    ) -> Self {
         Self {
             usage,
             registration,
+            clock,
             meters: usage::MeterNames::default(),
         }
     }
@@ -94,6 +109,31 @@ const ROUTES: &[Route] = &[
         template: registration::ITEM,
         handler: |c| Box::pin(registration::delete(c)),
     },
+    Route {
+        method: Method::GET,
+        template: "/tally/v1/whoami",
+        handler: |c| Box::pin(caller::whoami(c)),
+    },
+    Route {
+        method: Method::GET,
+        template: "/clock/v1/time",
+        handler: |c| Box::pin(clock::time(c)),
+    },
+    Route {
+        method: Method::GET,
+        template: "/usage/v1/pipeline",
+        handler: |c| Box::pin(pipeline::status(c)),
+    },
+    Route {
+        method: Method::GET,
+        template: "/tenancy/v1/tenants",
+        handler: |c| Box::pin(tenancy::tenants(c)),
+    },
+    Route {
+        method: Method::GET,
+        template: "/tenancy/v1/subscriptions",
+        handler: |c| Box::pin(tenancy::subscriptions(c)),
+    },
 ];
 
 /// The largest request body a route reads.
@@ -104,6 +144,8 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 pub(crate) struct Context<'a> {
     state: &'a RestState,
     principal: Option<&'a Principal>,
+    /// Whom the caller's token names (beside `principal`, from the authentication layer).
+    subject: Option<&'a TokenSubject>,
     path_params: &'a PathParams,
     params: &'a Params,
     headers: &'a HeaderMap,
@@ -155,6 +197,7 @@ async fn serve(state: &RestState, request: Request) -> RestResult {
     let context = Context {
         state,
         principal: parts.extensions.get::<Principal>(),
+        subject: parts.extensions.get::<TokenSubject>(),
         path_params: &path_params,
         params: &params,
         headers: &parts.headers,
@@ -250,6 +293,26 @@ impl Params {
             .filter(|v| !v.is_empty())
     }
 
+    /// A `true`/`false` parameter (any case); `false` when absent.
+    pub(crate) fn flag(&self, name: &str) -> Result<bool, RestError> {
+        match self.get(name) {
+            None => Ok(false),
+            Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+            Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+            Some(v) => Err(RestError::invalid(format!(
+                "{name} {v:?} is not true or false"
+            ))),
+        }
+    }
+
+    /// A whole-number parameter; 0 when absent (the service's default).
+    pub(crate) fn number(&self, name: &str) -> Result<i32, RestError> {
+        self.get(name).map_or(Ok(0), |v| {
+            v.parse()
+                .map_err(|_| RestError::invalid(format!("{name} {v:?} is not a whole number")))
+        })
+    }
+
     /// Every parameter but `except`, to rebuild a `nextLink`.
     fn others(&self, except: &str) -> Vec<(&str, &str)> {
         let mut all: Vec<(&str, &str)> = self
@@ -276,6 +339,11 @@ impl Params {
             ))),
         }
     }
+}
+
+/// A time as Tally's own routes write it: RFC 3339 in UTC with `Z`, as protobuf's JSON does.
+fn utc_text(time: Option<&tally_proto::convert::Timestamp>) -> Option<String> {
+    tally_proto::convert::utc(time).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
 }
 
 /// The absolute URL of this request's path with `params` as query: what `nextLink` points at.

@@ -186,16 +186,7 @@ fn window(context: &Context<'_>) -> Result<Window, RestError> {
             }
         },
     };
-    let allow_incomplete = match params.get("allowIncomplete") {
-        None => false,
-        Some(v) if v.eq_ignore_ascii_case("true") => true,
-        Some(v) if v.eq_ignore_ascii_case("false") => false,
-        Some(v) => {
-            return Err(RestError::invalid(format!(
-                "allowIncomplete {v:?} is not true or false"
-            )));
-        }
-    };
+    let allow_incomplete = params.flag("allowIncomplete")?;
     Ok(Window {
         start: time("reportedStartTime")?,
         end: time("reportedEndTime")?,
