@@ -8,6 +8,7 @@ mod errors;
 mod exactness;
 mod ingestion;
 mod paging;
+mod portal;
 mod recovery;
 mod rest;
 mod serving;

@@ -816,9 +816,44 @@ type Answer = (u16, String);
 
 /// What a REST answer carries, in words: the error code of a refusal; otherwise each item as
 /// `subscription:quantity` (usage) or `customer of tenant` (mappings), sorted; empty for none.
+/// Tally's own routes: subscription ids, tenant names, `roles tenant` of whoami, the records
+/// stored, or `manual` for the clock.
 fn summary(body: &serde_json::Value) -> String {
     if body.get("error").is_some() {
         return code(body).to_string();
+    }
+    let text = |value: &serde_json::Value| value.as_str().unwrap_or("-").to_string();
+    let mut own: Option<Vec<String>> = None;
+    if let Some(subscriptions) = body.get("subscriptions").and_then(|s| s.as_array()) {
+        own = Some(
+            subscriptions
+                .iter()
+                .map(|s| text(&s["subscriptionId"]))
+                .collect(),
+        );
+    } else if let Some(tenants) = body.get("tenants").and_then(|t| t.as_array()) {
+        own = Some(tenants.iter().map(|t| text(&t["displayName"])).collect());
+    } else if body.get("subject").is_some() {
+        let roles: Vec<String> = body["roles"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(text)
+            .collect();
+        let roles = if roles.is_empty() {
+            "-".into()
+        } else {
+            roles.join(",")
+        };
+        return format!("{roles} {}", text(&body["tenantDisplayName"]));
+    } else if let Some(stored) = body.get("recordsStored") {
+        return format!("{stored} records stored");
+    } else if body.get("manual").is_some_and(|m| m == true) {
+        return "manual".into();
+    }
+    if let Some(mut items) = own {
+        items.sort();
+        return items.join(" ");
     }
     let item = |item: &serde_json::Value| {
         let p = &item["properties"];
@@ -923,6 +958,72 @@ async fn every_role_meets_every_rest_route(backend: Backend) {
         ),
         (Method::GET, mapping.clone(), operator_only(200, &mapped)),
         (Method::DELETE, mapping, operator_only(204, "")),
+        (
+            // Tally's own routes, which the portal reads.
+            Method::GET,
+            "/tally/v1/whoami".into(),
+            [
+                ok("Operator -"),
+                ok("ResourceProvider -"),
+                ok("DelegatedProvider Reseller"),
+                ok("- Owner"),
+                ok("- Other"),
+                no_token(),
+            ],
+        ),
+        (
+            Method::GET,
+            "/clock/v1/time".into(),
+            [
+                ok("manual"),
+                ok("manual"),
+                ok("manual"),
+                ok("manual"),
+                ok("manual"),
+                no_token(),
+            ],
+        ),
+        (
+            Method::GET,
+            "/usage/v1/pipeline".into(),
+            operator_only(200, "2 records stored"),
+        ),
+        (
+            Method::GET,
+            "/tenancy/v1/tenants".into(),
+            operator_only(200, "Other Owner Reseller"),
+        ),
+        (
+            // Each caller sees what is theirs, whatever it asks for: a tenant its own, a reseller
+            // its direct tenants' (none of them owned by the tenant asked for).
+            Method::GET,
+            format!(
+                "/tenancy/v1/subscriptions?includeDeleted=true&ownerTenantId={}",
+                world::OTHER_TENANT
+            ),
+            [
+                ok(OTHER_SUBSCRIPTION),
+                role(),
+                ok(""),
+                ok(OWNED_SUBSCRIPTION),
+                ok(OTHER_SUBSCRIPTION),
+                no_token(),
+            ],
+        ),
+        (
+            Method::GET,
+            "/tenancy/v1/subscriptions".into(),
+            [
+                ok(&format!(
+                    "{PROVIDER_SUBSCRIPTION} {OWNED_SUBSCRIPTION} {OTHER_SUBSCRIPTION}"
+                )),
+                role(),
+                ok(OWNED_SUBSCRIPTION),
+                ok(OWNED_SUBSCRIPTION),
+                ok(OTHER_SUBSCRIPTION),
+                no_token(),
+            ],
+        ),
     ];
     let callers: Vec<(&str, Option<String>)> = world::callers()
         .into_iter()
