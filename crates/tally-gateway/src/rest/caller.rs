@@ -7,7 +7,7 @@ use tally_core::{Reason, format_guid};
 use tally_proto::registration::v1 as reg;
 use tally_proto::registration_api::RegistrationApi;
 
-use super::{Context, FieldNames, RestError, RestResult, json};
+use super::{Context, RestError, RestResult, json};
 use crate::principal::{Grants, Principal};
 
 #[derive(Serialize)]
@@ -47,7 +47,7 @@ pub(crate) async fn whoami(context: Context<'_>) -> RestResult {
             match context.state.registration.get_tenant(request).await {
                 Ok(found) => Some(found.into_inner().display_name),
                 Err(status) if status.code() == tonic::Code::NotFound => None,
-                Err(status) => return Err(RestError::from_status(&status, &FieldNames::JSON)),
+                Err(status) => return Err(RestError::from_service(status)),
             }
         }
     };

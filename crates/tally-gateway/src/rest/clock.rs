@@ -6,7 +6,7 @@ use serde::Serialize;
 use tally_proto::clock::v1 as pb;
 use tally_proto::clock_api::ClockApi;
 
-use super::{Context, FieldNames, RestError, RestResult, json, utc_text};
+use super::{Context, RestError, RestResult, json, utc_text};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -22,7 +22,7 @@ pub(crate) async fn time(context: Context<'_>) -> RestResult {
         .clock
         .get_time(context.request(pb::GetTimeRequest {}))
         .await
-        .map_err(|status| RestError::from_status(&status, &FieldNames::JSON))?
+        .map_err(RestError::from_service)?
         .into_inner();
     Ok(json(
         StatusCode::OK,

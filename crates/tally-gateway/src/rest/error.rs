@@ -92,6 +92,11 @@ impl RestError {
         Self::new(http, code, message)
     }
 
+    /// A service's error, its fields by their proto JSON names (Tally's own JSON routes).
+    pub(crate) fn from_service(status: Status) -> Self {
+        Self::from_status(&status, &FieldNames::JSON)
+    }
+
     #[cfg(test)]
     pub(crate) fn parts(&self) -> (StatusCode, &str, &str) {
         (self.http, self.code, &self.message)

@@ -9,7 +9,7 @@ use tally_proto::convert::utc;
 use tally_proto::usage::v1 as pb;
 use tally_proto::usage_api::UsageApi;
 
-use super::{Context, FieldNames, RestError, RestResult, json, utc_text};
+use super::{Context, RestError, RestResult, json, utc_text};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -25,21 +25,20 @@ struct Pipeline {
 }
 
 pub(crate) async fn status(context: Context<'_>) -> RestResult {
-    let refused = |status: tonic::Status| RestError::from_status(&status, &FieldNames::JSON);
     // The pipeline first: only operators may see it, and a refusal needs no clock.
     let status = context
         .state
         .usage
         .get_pipeline_status(context.request(pb::GetPipelineStatusRequest {}))
         .await
-        .map_err(refused)?
+        .map_err(RestError::from_service)?
         .into_inner();
     let now = context
         .state
         .clock
         .get_time(context.request(clock::GetTimeRequest {}))
         .await
-        .map_err(refused)?
+        .map_err(RestError::from_service)?
         .into_inner()
         .now;
     let behind_seconds = match (utc(now.as_ref()), utc(status.complete_through.as_ref())) {

@@ -8,11 +8,7 @@ use serde::Serialize;
 use tally_proto::registration::v1 as pb;
 use tally_proto::registration_api::RegistrationApi;
 
-use super::{Context, FieldNames, RestError, RestResult, json};
-
-fn refused(status: tonic::Status) -> RestError {
-    RestError::from_status(&status, &FieldNames::JSON)
-}
+use super::{Context, RestError, RestResult, json};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -57,7 +53,7 @@ pub(crate) async fn tenants(context: Context<'_>) -> RestResult {
         .registration
         .list_tenants(context.request(request))
         .await
-        .map_err(refused)?
+        .map_err(RestError::from_service)?
         .into_inner();
     let tenants = page
         .tenants
@@ -92,7 +88,7 @@ pub(crate) async fn subscriptions(context: Context<'_>) -> RestResult {
         .registration
         .list_subscriptions(context.request(request))
         .await
-        .map_err(refused)?
+        .map_err(RestError::from_service)?
         .into_inner();
     let subscriptions = page
         .subscriptions
