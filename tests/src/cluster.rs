@@ -7,14 +7,14 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use tally_aggregator::{Aggregator, Config as AggregatorConfig};
 use tally_core::{Clock, Granularity, ManualClock};
-use tally_gateway::{AuthConfig, Backends, Claims, Principal};
+use tally_gateway::{AuthConfig, Backends, Claims, OwnershipCache, Principal};
 use tally_proto::bearer::{AuthorizedChannel, Bearer};
 use tally_proto::clock::v1::clock_client::ClockClient;
 use tally_proto::registration::v1::{
     registration_client::RegistrationClient, tenancy_client::TenancyClient,
 };
 use tally_proto::registration_api::{RegistrationApi, RegistrationClient as RemoteRegistration};
-use tally_proto::server::{Background, BoxFuture};
+use tally_proto::server::{AllReady, Background, BoxFuture, Options, PeerHealth, Readiness};
 use tally_proto::usage::v1::{
     GetPipelineStatusRequest, PipelineStatus, provider_usage_client::ProviderUsageClient,
     tenant_usage_client::TenantUsageClient, usage_admin_client::UsageAdminClient,
@@ -175,6 +175,20 @@ impl Cluster {
     /// A cluster whose folder never runs (`fold: false`) after its first fold at start-up:
     /// nothing more becomes complete, which makes "processing not complete" deterministic.
     pub async fn start_with(backend: Backend, topology: Topology, fold: bool) -> Cluster {
+        Self::start_full(backend, topology, fold, tally_gateway::OWNERSHIP_TTL).await
+    }
+
+    /// A remote cluster whose gateway trusts what it learned about ownership for `ttl`.
+    pub async fn start_remote_with_ownership_ttl(backend: Backend, ttl: Duration) -> Cluster {
+        Self::start_full(backend, Topology::Remote, true, ttl).await
+    }
+
+    async fn start_full(
+        backend: Backend,
+        topology: Topology,
+        fold: bool,
+        remote_ownership_ttl: Duration,
+    ) -> Cluster {
         let db = TestDatabase::new(backend).await;
         let clock = Arc::new(ManualClock::new(start_time()));
         let lazy = Endpoint::from_static("http://127.0.0.1:1").connect_lazy();
@@ -196,7 +210,13 @@ impl Cluster {
                 .await
                 .expect("open registration"),
         );
-        let (usage, registration): (Arc<dyn UsageApi>, Arc<dyn RegistrationApi>) = match topology {
+        let mut ownership =
+            OwnershipCache::UntilChanged(registration_service.subscription_changes());
+        let (usage, registration, readiness): (
+            Arc<dyn UsageApi>,
+            Arc<dyn RegistrationApi>,
+            Arc<dyn Readiness>,
+        ) = match topology {
             Topology::InProcess => {
                 let clock: Arc<dyn Clock> = cluster.clock.clone();
                 let config = aggregator_config(&cluster.db);
@@ -212,27 +232,48 @@ impl Cluster {
                     None
                 };
                 cluster.in_process = Some((aggregator.clone(), folder));
-                (aggregator, registration_service)
+                let readiness = AllReady(vec![
+                    ("usage", aggregator.clone() as Arc<dyn Readiness>),
+                    (
+                        "registration",
+                        registration_service.clone() as Arc<dyn Readiness>,
+                    ),
+                ]);
+                (aggregator, registration_service, Arc::new(readiness))
             }
             Topology::Remote => {
                 let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
                 cluster.aggregator_addr = Some(listener.local_addr().unwrap());
                 cluster.start_remote_aggregator(listener).await;
                 let (addr, server) = spawn_server(|listener, stop| async move {
-                    tally_registration::serve_service(registration_service, listener, stop)
-                        .await
-                        .expect("registration serves");
+                    tally_registration::serve_service(
+                        registration_service,
+                        listener,
+                        stop,
+                        &Options::default(),
+                    )
+                    .await
+                    .expect("registration serves");
                 })
                 .await;
                 cluster.servers.push(server);
-                let usage = UsageClient::connect_lazy(&format!(
-                    "http://{}",
-                    cluster.aggregator_addr.unwrap()
-                ))
-                .unwrap();
-                let registration =
-                    RemoteRegistration::connect_lazy(&format!("http://{addr}")).unwrap();
-                (Arc::new(usage), Arc::new(registration))
+                let aggregator_url = format!("http://{}", cluster.aggregator_addr.unwrap());
+                let registration_url = format!("http://{addr}");
+                let usage = UsageClient::connect_lazy(&aggregator_url).unwrap();
+                let registration = RemoteRegistration::connect_lazy(&registration_url).unwrap();
+                let readiness = AllReady(vec![
+                    (
+                        "aggregator",
+                        Arc::new(PeerHealth::connect_lazy(&aggregator_url).unwrap()) as _,
+                    ),
+                    (
+                        "registration",
+                        Arc::new(PeerHealth::connect_lazy(&registration_url).unwrap()) as _,
+                    ),
+                ]);
+                // Apart, as `tally gateway` runs: ownership is kept for a TTL.
+                ownership = OwnershipCache::For(remote_ownership_ttl);
+                (Arc::new(usage), Arc::new(registration), Arc::new(readiness))
             }
         };
         let process_clock = Arc::new(tally_gateway::ProcessClock::new(cluster.clock.clone()));
@@ -242,11 +283,14 @@ impl Cluster {
                     usage,
                     registration,
                     clock: process_clock,
+                    readiness,
+                    ownership,
                 },
                 AuthConfig {
                     public_keys_pem: vec![RS256_PUBLIC_KEY.to_vec()],
                     ..AuthConfig::development(SECRET.to_vec())
                 },
+                &Options::default(),
                 listener,
                 stop,
             )

@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod database;
+pub mod proxy;
 pub mod records;
 pub mod rest;
 pub mod world;

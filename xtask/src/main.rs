@@ -127,10 +127,20 @@ fn ci() -> anyhow::Result<()> {
         "-D",
         "warnings",
     ])?;
-    which("cargo-machete").context(
+    let machete = which("cargo-machete").context(
         "cargo-machete is not installed (cargo install cargo-machete): it keeps unused dependencies out",
     )?;
-    cargo(&["machete"])?;
+    // Run directly on the workspace: as `cargo machete` under `cargo xtask`, it sees
+    // CARGO_PKG_NAME, takes itself for a plain command and reads "machete" as a path.
+    eprintln!("$ cargo-machete .");
+    let status = Command::new(machete)
+        .arg(".")
+        .current_dir(root())
+        .status()
+        .context("run cargo-machete")?;
+    if !status.success() {
+        bail!("cargo-machete failed ({status})");
+    }
     match std::env::var("TALLY_TEST_POSTGRES_URL") {
         Ok(url) if !url.is_empty() => eprintln!("tests run on SQLite and on PostgreSQL ({url})"),
         _ => eprintln!(

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use tally_core::{Reason, Rejection};
+use tally_proto::metrics::BatchOutcome;
 use tally_proto::status;
 use tally_store::StoreError;
 use tonic::Status;
@@ -17,6 +18,21 @@ pub enum UsageError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("{in_use} bytes of batches are being stored; at most {budget} at once")]
+    Overloaded { in_use: usize, budget: usize },
+}
+
+impl UsageError {
+    /// How a posted batch that failed with this error ended, for the metrics.
+    pub(crate) fn batch_outcome(&self) -> BatchOutcome {
+        match self {
+            UsageError::Rejected(_) => BatchOutcome::Invalid,
+            UsageError::Store(StoreError::EventIdConflict { .. }) => BatchOutcome::Conflict,
+            UsageError::Store(StoreError::Unavailable(_)) => BatchOutcome::Unavailable,
+            UsageError::Overloaded { .. } => BatchOutcome::Overloaded,
+            UsageError::ProcessingNotComplete { .. } | UsageError::Store(_) => BatchOutcome::Failed,
+        }
+    }
 }
 
 impl From<UsageError> for Status {
@@ -37,6 +53,9 @@ impl From<UsageError> for Status {
             UsageError::Store(StoreError::Unavailable(e)) => {
                 tracing::warn!(error = %e, "usage database unavailable");
                 status::unavailable("the usage database")
+            }
+            e @ UsageError::Overloaded { .. } => {
+                status::too_many_requests(format!("{e}; retry shortly"))
             }
             UsageError::Store(e) => status::internal(&e),
         }

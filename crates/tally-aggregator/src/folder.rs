@@ -3,7 +3,9 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
 
+use tally_proto::metrics;
 use tally_proto::server::{Background, Ticker};
 
 use crate::service::Aggregator;
@@ -34,10 +36,15 @@ impl Aggregator {
     /// Folds until nothing reported before now is left unfolded (or another instance is at it).
     pub async fn fold_pending(&self) -> Result<(), tally_store::StoreError> {
         loop {
-            let outcome = self
-                .store
-                .fold(self.clock.now(), self.config.fold_max_records)
-                .await?;
+            let started = Instant::now();
+            let now = self.clock.now();
+            let outcome = self.store.fold(now, self.config.fold_max_records).await?;
+            if outcome.ran {
+                metrics::fold_pass(outcome.records, started.elapsed());
+            }
+            if let Some(complete_through) = outcome.complete_through {
+                metrics::fold_lag((now - complete_through).to_std().unwrap_or_default());
+            }
             if outcome.records > 0 {
                 tracing::debug!(
                     records = outcome.records,

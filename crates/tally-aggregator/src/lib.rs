@@ -13,7 +13,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tally_proto::server::ServeError;
+use tally_proto::server::{Options, ServeError, Server};
 use tally_proto::usage_api::{UsageApi, UsageGrpc, UsageServices};
 use tokio::net::TcpListener;
 
@@ -29,6 +29,12 @@ pub struct Config {
     pub fold_interval: Duration,
     /// Records folded per fold transaction, at most (a batch is never split).
     pub fold_max_records: u64,
+    /// Bytes of posted batches (as encoded) being stored at once, at most; a batch beyond it is
+    /// refused with RESOURCE_EXHAUSTED / `TooManyRequests`, never queued. At least
+    /// `MAX_BATCH_BYTES`, so any valid batch fits when nothing else is stored.
+    pub ingest_budget_bytes: usize,
+    /// How the gRPC server guards itself.
+    pub server: Options,
 }
 
 impl Config {
@@ -37,6 +43,8 @@ impl Config {
             database_url: database_url.into(),
             fold_interval: Duration::from_millis(250),
             fold_max_records: 100_000,
+            ingest_budget_bytes: 256 << 20,
+            server: Options::default(),
         }
     }
 }
@@ -63,10 +71,14 @@ pub async fn serve_aggregator(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let folder = aggregator.start_folder();
-    let mut routes =
-        tally_proto::server::standard_routes(UsageServices::<dyn UsageApi>::NAMES).await;
-    UsageGrpc::services(aggregator).add_to(&mut routes);
-    let result = tally_proto::server::serve(routes.routes(), listener, shutdown, false).await;
+    let options = aggregator.config.server.clone();
+    let mut server = Server::new(
+        "tally-aggregator",
+        UsageServices::<dyn UsageApi>::NAMES,
+        aggregator.clone(),
+    );
+    UsageGrpc::services(aggregator).add_to(server.routes());
+    let result = server.serve(listener, shutdown, &options).await;
     folder.stop().await;
-    Ok(result?)
+    result
 }

@@ -12,11 +12,14 @@ use tally_core::{
 };
 use tally_proto::Rpc;
 use tally_proto::convert::{timestamp, utc};
+use tally_proto::metrics;
+use tally_proto::server::Readiness;
 use tally_proto::status::MAX_BATCH_BYTES;
 use tally_proto::usage::v1 as pb;
 use tally_proto::usage_api::UsageApi;
 use tally_store::UsageStore;
 use tally_store::usage::PageRequest;
+use tokio::sync::Semaphore;
 use tonic::{Request, Response};
 use uuid::Uuid;
 
@@ -32,6 +35,9 @@ pub struct Aggregator {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) config: Config,
     tokens: TokenKey,
+    /// Bytes of batches being stored now may not exceed `config.ingest_budget_bytes`.
+    ingest_budget: Semaphore,
+    ingest_budget_bytes: usize,
 }
 
 impl std::fmt::Debug for Aggregator {
@@ -91,11 +97,17 @@ impl Aggregator {
     ) -> Result<Aggregator, tally_store::StoreError> {
         let store = UsageStore::open(&config.database_url).await?;
         let tokens = TokenKey::new(store.token_secret().await?);
+        // Permits count bytes; a semaphore holds at most u32::MAX of them per acquisition.
+        let budget = config
+            .ingest_budget_bytes
+            .clamp(MAX_BATCH_BYTES, u32::MAX as usize);
         Ok(Aggregator {
             store,
             clock,
             config: config.clone(),
             tokens,
+            ingest_budget: Semaphore::new(budget),
+            ingest_budget_bytes: budget,
         })
     }
 
@@ -112,6 +124,14 @@ impl Aggregator {
             )
             .into());
         }
+        // Refused, not queued: the caller retries, and nothing piles up in memory meanwhile.
+        let _budget = self
+            .ingest_budget
+            .try_acquire_many(size.max(1) as u32)
+            .map_err(|_| UsageError::Overloaded {
+                in_use: self.ingest_budget_bytes - self.ingest_budget.available_permits(),
+                budget: self.ingest_budget_bytes,
+            })?;
         let now = self.clock.now();
         let inputs: Vec<UsageRecordInput> = request.records.into_iter().map(Into::into).collect();
         // Another instance may have created a custom meter since the catalog was loaded.
@@ -307,13 +327,32 @@ fn query_fingerprint(scope: &Scope, window: &ReportedWindow) -> Vec<u8> {
     bytes
 }
 
+/// Ready while the usage database answers.
+#[tonic::async_trait]
+impl Readiness for Aggregator {
+    async fn check(&self) -> Result<(), String> {
+        self.store
+            .database()
+            .ping()
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
 #[tonic::async_trait]
 impl UsageApi for Aggregator {
     async fn post_usage(
         &self,
         request: Request<pb::PostUsageRequest>,
     ) -> Rpc<pb::PostUsageResponse> {
-        Ok(Response::new(self.post(request.into_inner()).await?))
+        let batch = request.into_inner();
+        let records = batch.records.len();
+        let posted = self.post(batch).await;
+        match &posted {
+            Ok(response) => metrics::batch_stored(response.accepted, response.duplicates),
+            Err(error) => metrics::batch_refused(error.batch_outcome(), records),
+        }
+        Ok(Response::new(posted?))
     }
 
     async fn list_subscriber_usage_aggregates(

@@ -13,6 +13,8 @@ pub enum StatusClass {
     Unauthenticated,
     PermissionDenied,
     Unavailable,
+    /// Too much load right now: refused before any work, safe to retry after a pause.
+    ResourceExhausted,
     Internal,
 }
 
@@ -72,6 +74,7 @@ reasons! {
     RoleRequired => PermissionDenied: "The call needs a role the caller does not have (the message names it).",
     // Failures of ours or of a dependency.
     ServiceUnavailable => Unavailable: "A database or peer service is down or busy; the call is safe to retry.",
+    TooManyRequests => ResourceExhausted: "The server is at its limit of requests in flight, or of batch bytes being stored; nothing was done, retry after a pause.",
     Internal => Internal: "A failure of Tally's own; it is logged with its cause.",
     // Registration and tenancy (tally.registration.v1).
     RegistrationNotFound => NotFound: "The installation is not registered, or the registration named in the path is not this one.",

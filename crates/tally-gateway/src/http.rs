@@ -12,12 +12,16 @@ use axum::response::{IntoResponse, Response};
 use tonic::Status;
 
 use crate::auth::{AuthError, Verifier};
+use crate::guard;
 use crate::rest::{self, RestError, RestState};
 
-/// Paths anyone may call: health checks (for load balancers), reflection (schema only) and the
-/// portal's static files (the page signs in itself; its data calls carry the token).
+/// Paths anyone may call: health checks (for load balancers and orchestrators), reflection
+/// (schema only) and the portal's static files (the page signs in itself; its data calls carry
+/// the token).
 fn is_public(path: &str) -> bool {
-    path.starts_with("/grpc.health.v1.Health/")
+    path == "/healthz"
+        || path == "/readyz"
+        || path.starts_with("/grpc.health.v1.Health/")
         || path.starts_with("/grpc.reflection.v1.ServerReflection/")
         || path.starts_with("/grpc.reflection.v1alpha.ServerReflection/")
         || crate::portal::is_portal_path(path)
@@ -58,12 +62,18 @@ pub(crate) async fn authenticate(
     };
     match verified {
         Ok(verified) => {
+            if request.uri().path() == "/metrics"
+                && let Err(refused) = guard::may_read_metrics(&verified.principal)
+            {
+                return RestError::from_status(&refused, &rest::FieldNames::JSON).into_response();
+            }
             request.extensions_mut().insert(verified.principal);
             request.extensions_mut().insert(verified.subject);
             next.run(request).await
         }
         Err(error) => {
             tracing::debug!(%error, path = request.uri().path(), "unauthenticated request");
+            tally_proto::metrics::auth_failure(error.reason().as_str());
             if is_grpc(&request) {
                 tally_proto::status::status(error.reason(), error.to_string())
                     .into_http::<Body>()

@@ -24,14 +24,13 @@ use tally_proto::clock_api::{ClockApi, ClockGrpc, ClockServices};
 use tally_proto::registration_api::{
     RegistrationApi, RegistrationClient, RegistrationGrpc, RegistrationServices,
 };
-use tally_proto::server::ServeError;
+use tally_proto::server::{AllReady, Options, PeerHealth, Readiness, ServeError, Server};
 use tally_proto::usage_api::{UsageApi, UsageClient, UsageGrpc, UsageServices};
 use tokio::net::TcpListener;
-use tonic::service::Routes;
 
 pub use auth::{AuthConfig, Claims};
 pub use clock::ProcessClock;
-pub use guard::OWNERSHIP_TTL;
+pub use guard::{OWNERSHIP_TTL, OwnershipCache};
 pub use principal::{Grants, Principal, Role};
 
 /// Where the gateway finds the services behind it, when they run apart, and which tokens it
@@ -43,6 +42,10 @@ pub struct Config {
     /// The registration service's gRPC address, e.g. `http://127.0.0.1:50053`.
     pub registration_url: String,
     pub auth: AuthConfig,
+    /// How the gateway's server guards itself (limits, TLS).
+    pub server: Options,
+    /// How long ownership learned from the registration service is trusted.
+    pub ownership_ttl: std::time::Duration,
 }
 
 /// The services behind the gateway, in-process or remote.
@@ -51,6 +54,12 @@ pub struct Backends {
     pub usage: Arc<dyn UsageApi>,
     pub registration: Arc<dyn RegistrationApi>,
     pub clock: Arc<dyn ClockApi>,
+    /// Whether the services behind answer: the gateway is ready (`/readyz`, gRPC health) only
+    /// while this passes. In one process, the services themselves; apart, their gRPC health.
+    pub readiness: Arc<dyn Readiness>,
+    /// How long ownership answers are trusted: until the in-process registration service
+    /// reports a change, or a TTL when it runs apart.
+    pub ownership: OwnershipCache,
 }
 
 /// Serves the gateway on `listener`, calling the services at `config`'s addresses.
@@ -67,25 +76,40 @@ pub async fn serve(
         .map_err(|e| peer(&config.aggregator_url, e))?;
     let registration = RegistrationClient::connect_lazy(&config.registration_url)
         .map_err(|e| peer(&config.registration_url, e))?;
+    let peer_health = |url: &String| {
+        PeerHealth::connect_lazy(url)
+            .map(|p| Arc::new(p) as Arc<dyn Readiness>)
+            .map_err(|e| peer(url, e))
+    };
+    let readiness = AllReady(vec![
+        ("aggregator", peer_health(&config.aggregator_url)?),
+        ("registration", peer_health(&config.registration_url)?),
+    ]);
     let backends = Backends {
         usage: Arc::new(usage),
         registration: Arc::new(registration),
         clock: Arc::new(ProcessClock::new(Arc::new(tally_core::SystemClock))),
+        readiness: Arc::new(readiness),
+        ownership: OwnershipCache::For(config.ownership_ttl),
     };
-    serve_backends(backends, config.auth, listener, shutdown).await
+    serve_backends(backends, config.auth, &config.server, listener, shutdown).await
 }
 
 /// Serves the gateway on `listener` in front of `backends`.
 pub async fn serve_backends(
     backends: Backends,
     auth: AuthConfig,
+    options: &Options,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let verifier = Arc::new(
         auth::Verifier::new(&auth).map_err(|e| ServeError::Config(format!("tokens: {e}")))?,
     );
-    let ownership = Arc::new(guard::Ownership::new(backends.registration.clone()));
+    let ownership = Arc::new(guard::Ownership::new(
+        backends.registration.clone(),
+        backends.ownership,
+    ));
     let usage = Arc::new(guard::GuardedUsage::new(backends.usage, ownership.clone()));
     let registration = Arc::new(guard::GuardedRegistration::new(
         backends.registration,
@@ -98,25 +122,25 @@ pub async fn serve_backends(
         clock.clone(),
     ));
 
-    let serving: Vec<&str> = UsageServices::<dyn UsageApi>::NAMES
+    let serving: Vec<&'static str> = UsageServices::<dyn UsageApi>::NAMES
         .iter()
         .chain(RegistrationServices::<dyn RegistrationApi>::NAMES)
         .chain(ClockServices::<dyn ClockApi>::NAMES)
         .copied()
         .collect();
-    let mut grpc = tally_proto::server::standard_routes(&serving).await;
-    UsageGrpc::services(usage).add_to(&mut grpc);
-    RegistrationGrpc::services(registration).add_to(&mut grpc);
-    ClockGrpc::services(clock).add_to(&mut grpc);
-    let router = grpc
-        .routes()
-        .into_axum_router()
-        .merge(portal::routes())
-        .fallback_service(axum::routing::any(http::fallback).with_state(rest))
-        .layer(axum::middleware::from_fn_with_state(
-            verifier,
-            http::authenticate,
-        ));
-    tally_proto::server::serve(Routes::from(router), listener, shutdown, true).await?;
-    Ok(())
+    let mut server = Server::new("tally-gateway", &serving, backends.readiness);
+    UsageGrpc::services(usage).add_to(server.routes());
+    RegistrationGrpc::services(registration).add_to(server.routes());
+    ClockGrpc::services(clock).add_to(server.routes());
+    server
+        .serve_with(listener, shutdown, options, |router| {
+            router
+                .merge(portal::routes())
+                .fallback_service(axum::routing::any(http::fallback).with_state(rest))
+                .layer(axum::middleware::from_fn_with_state(
+                    verifier,
+                    http::authenticate,
+                ))
+        })
+        .await
 }

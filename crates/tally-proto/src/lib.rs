@@ -11,6 +11,7 @@ pub mod bearer;
 pub mod client;
 pub mod clock_api;
 pub mod convert;
+pub mod metrics;
 pub mod registration_api;
 pub mod server;
 pub mod service_api;

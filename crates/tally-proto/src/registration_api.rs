@@ -48,3 +48,22 @@ service_api! {
         delete_subscription(DeleteSubscriptionRequest) -> Subscription;
     }
 }
+
+/// Counts the changes to who owns or provides a subscription (created, deleted), so that a
+/// gateway in the same process can forget at once what it learned before a change. The
+/// registration service counts after each change commits; a reader takes the count before it
+/// asks, and trusts its answer only while the count stays the same.
+#[derive(Clone, Debug, Default)]
+pub struct SubscriptionChanges(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl SubscriptionChanges {
+    /// Changes so far.
+    pub fn current(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Notes a change that has just committed.
+    pub fn changed(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}

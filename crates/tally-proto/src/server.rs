@@ -1,13 +1,28 @@
-//! What every Tally gRPC server shares: health, reflection (v1 for grpcurl, v1alpha for Postman
-//! and grpcui) over Tally's and the health service's descriptors, the way it serves, the one
-//! error a service's `serve` returns, and background loops that stop with the server.
+//! What every Tally server shares ([`Server`]): gRPC health that follows the service's
+//! readiness, reflection (v1 for grpcurl, v1alpha for Postman and grpcui) over Tally's and the
+//! health service's descriptors, the operations endpoints (`/healthz`, `/readyz`, `/metrics`),
+//! limits on load, metrics and a tracing span per request, TLS; the one error a service's
+//! `serve` returns, and background loops that stop with the server.
+
+mod body;
+mod health;
+mod limits;
+mod listener;
+mod observe;
+mod operations;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tonic::service::{Routes, RoutesBuilder};
-use tonic::transport::server::TcpIncoming;
 use tonic_reflection::server::{v1, v1alpha};
+
+use health::Health;
+pub use health::{AllReady, PeerHealth, Readiness};
+pub use limits::Limits;
+pub use listener::{OverTls, Tls};
+pub use operations::serve_metrics;
 
 pub fn reflection_v1() -> v1::ServerReflectionServer<impl v1::ServerReflection> {
     tonic_reflection::server::Builder::configure()
@@ -25,42 +40,105 @@ pub fn reflection_v1alpha() -> v1alpha::ServerReflectionServer<impl v1alpha::Ser
         .expect("the embedded descriptor sets are valid")
 }
 
-/// Routes holding health (reporting `serving` as SERVING) and both reflection services; a
-/// server adds its own services to them.
-pub async fn standard_routes(serving: &[&str]) -> RoutesBuilder {
-    let (health, health_service) = tonic_health::server::health_reporter();
-    for name in serving {
-        health
-            .set_service_status(*name, tonic_health::ServingStatus::Serving)
-            .await;
-    }
-    let mut routes = Routes::builder();
-    routes
-        .add_service(health_service)
-        .add_service(reflection_v1())
-        .add_service(reflection_v1alpha());
-    routes
+/// How a server guards itself: its limits, and TLS when configured.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub limits: Limits,
+    /// Serve gRPC and HTTP over TLS on the listener (both HTTP/2 and HTTP/1.1 by ALPN).
+    pub tls: Option<Tls>,
 }
 
-/// Serves `routes` on `listener` until `shutdown` completes. `accept_http1` lets REST share the
-/// listener with gRPC.
-pub async fn serve(
-    routes: Routes,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    accept_http1: bool,
-) -> Result<(), tonic::transport::Error> {
-    tonic::transport::Server::builder()
-        .accept_http1(accept_http1)
-        // Batches are large: let a stream's next batches arrive while this one is stored.
-        .initial_stream_window_size(Some(4 << 20))
-        .initial_connection_window_size(Some(16 << 20))
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
-        .await
+/// One server of a Tally service: its gRPC services (with health and reflection), the
+/// operations endpoints (`/healthz`, `/readyz`, `/metrics`) and the readiness probe behind
+/// them and behind gRPC health. Every service's `serve` is one of these:
+///
+/// ```ignore
+/// let mut server = Server::new("tally-aggregator", UsageServices::<dyn UsageApi>::NAMES, readiness);
+/// UsageGrpc::services(aggregator).add_to(server.routes());
+/// server.serve(listener, shutdown, &options).await?;
+/// ```
+pub struct Server {
+    name: &'static str,
+    routes: RoutesBuilder,
+    services: Vec<&'static str>,
+    readiness: Arc<dyn Readiness>,
+}
+
+impl Server {
+    /// A server called `name` (in logs and metrics) whose health reports `services`, SERVING
+    /// while `readiness` passes and NOT_SERVING while it fails.
+    pub fn new(
+        name: &'static str,
+        services: &[&'static str],
+        readiness: Arc<dyn Readiness>,
+    ) -> Server {
+        let mut routes = Routes::builder();
+        routes
+            .add_service(reflection_v1())
+            .add_service(reflection_v1alpha());
+        Server {
+            name,
+            routes,
+            services: services.to_vec(),
+            readiness,
+        }
+    }
+
+    /// Where the service adds its own gRPC services.
+    pub fn routes(&mut self) -> &mut RoutesBuilder {
+        &mut self.routes
+    }
+
+    /// Serves until `shutdown` completes.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        options: &Options,
+    ) -> Result<(), ServeError> {
+        self.serve_with(listener, shutdown, options, |router| router)
+            .await
+    }
+
+    /// Serves until `shutdown` completes, with `wrap` adding routes and layers (the gateway's
+    /// REST fallback and authentication) around the gRPC and operations routes. The limits,
+    /// metrics and tracing layers sit outside whatever `wrap` adds.
+    pub async fn serve_with(
+        mut self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        options: &Options,
+        wrap: impl FnOnce(axum::Router) -> axum::Router,
+    ) -> Result<(), ServeError> {
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        self.routes.add_service(health_service);
+        let health = Health::new(self.name, &self.services, self.readiness, reporter);
+        // Known before the first request: the first probe runs before the listener is served.
+        let _ = health.update().await;
+        let watcher = health.clone().watch();
+        let router = wrap(operations::routes(
+            self.routes.routes().into_axum_router(),
+            health,
+        ));
+        let router = match options.tls {
+            Some(_) => router.layer(axum::middleware::from_fn(listener::mark_over_tls)),
+            None => router,
+        };
+        let router = limits::layer(router, self.name, &options.limits);
+        let router = observe::layer(router, self.name, self.services);
+        let incoming = listener::incoming(listener, options.tls.clone(), &options.limits);
+        let served = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .max_concurrent_streams(Some(options.limits.max_streams_per_connection))
+            // Batches are large: let a stream's next batches arrive while this one is stored.
+            .initial_stream_window_size(Some(4 << 20))
+            .initial_connection_window_size(Some(16 << 20))
+            .add_routes(Routes::from(router))
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await;
+        watcher.stop().await;
+        Ok(served?)
+    }
 }
 
 /// Why a service's `serve` failed. Every service returns this one type, so the binaries report

@@ -23,6 +23,7 @@ pub fn code(class: StatusClass) -> Code {
         StatusClass::Unauthenticated => Code::Unauthenticated,
         StatusClass::PermissionDenied => Code::PermissionDenied,
         StatusClass::Unavailable => Code::Unavailable,
+        StatusClass::ResourceExhausted => Code::ResourceExhausted,
         StatusClass::Internal => Code::Internal,
     }
 }
@@ -58,6 +59,11 @@ pub fn unavailable(what: impl std::fmt::Display) -> Status {
         Reason::ServiceUnavailable,
         format!("{what} is unavailable; retry later"),
     )
+}
+
+/// Refused for load, before any work: the caller may retry after a pause.
+pub fn too_many_requests(message: impl Into<String>) -> Status {
+    status(Reason::TooManyRequests, message)
 }
 
 /// The contract reason carried by a status, if any.

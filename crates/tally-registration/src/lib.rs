@@ -13,7 +13,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tally_proto::registration_api::{RegistrationApi, RegistrationGrpc, RegistrationServices};
-use tally_proto::server::ServeError;
+use tally_proto::server::{Options, ServeError, Server};
 use tokio::net::TcpListener;
 
 pub use error::RegistrationError;
@@ -22,6 +22,8 @@ pub use service::RegistrationService;
 #[derive(Clone, Debug)]
 pub struct Config {
     pub database_url: String,
+    /// How the gRPC server guards itself.
+    pub server: Options,
 }
 
 /// Opens the registration database and serves the registration contract on `listener` until
@@ -36,7 +38,7 @@ pub async fn serve(
             .await
             .map_err(|e| ServeError::open("the registration database", e))?,
     );
-    serve_service(service, listener, shutdown).await
+    serve_service(service, listener, shutdown, &config.server).await
 }
 
 /// Serves an already opened registration service.
@@ -44,11 +46,13 @@ pub async fn serve_service(
     service: Arc<RegistrationService>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    options: &Options,
 ) -> Result<(), ServeError> {
-    let mut routes =
-        tally_proto::server::standard_routes(RegistrationServices::<dyn RegistrationApi>::NAMES)
-            .await;
-    RegistrationGrpc::services(service).add_to(&mut routes);
-    tally_proto::server::serve(routes.routes(), listener, shutdown, false).await?;
-    Ok(())
+    let mut server = Server::new(
+        "tally-registration",
+        RegistrationServices::<dyn RegistrationApi>::NAMES,
+        service.clone(),
+    );
+    RegistrationGrpc::services(service).add_to(server.routes());
+    server.serve(listener, shutdown, options).await
 }

@@ -9,7 +9,7 @@ use tally_core::registration::{
 use tally_core::{Reason, Rejection, format_guid, guid_field, optional_guid_field, parse_guid};
 use tally_proto::Rpc;
 use tally_proto::registration::v1 as pb;
-use tally_proto::registration_api::RegistrationApi;
+use tally_proto::registration_api::{RegistrationApi, SubscriptionChanges};
 use tally_store::RegistrationStore;
 use tally_store::registration::SubscriptionFilter;
 use tonic::{Request, Response};
@@ -26,6 +26,7 @@ const MAX_DISPLAY_NAME: usize = 256;
 #[derive(Debug)]
 pub struct RegistrationService {
     store: RegistrationStore,
+    changes: SubscriptionChanges,
 }
 
 fn page_size(requested: i32) -> std::result::Result<u64, Rejection> {
@@ -149,7 +150,14 @@ impl RegistrationService {
     ) -> std::result::Result<RegistrationService, tally_store::StoreError> {
         Ok(RegistrationService {
             store: RegistrationStore::open(url).await?,
+            changes: SubscriptionChanges::default(),
         })
+    }
+
+    /// The count of subscription changes this service makes, for a gateway in the same process
+    /// to drop its cached ownership the moment a subscription is created or deleted.
+    pub fn subscription_changes(&self) -> SubscriptionChanges {
+        self.changes.clone()
     }
 
     async fn registered(&self) -> Result<Registration> {
@@ -381,7 +389,9 @@ impl RegistrationService {
             delegated_provider_subscription_id: provider,
             state,
         };
-        if !self.store.create_subscription(&subscription).await? {
+        let created = self.store.create_subscription(&subscription).await?;
+        self.changes.changed();
+        if !created {
             return Err(Rejection::field(
                 Reason::AlreadyExists,
                 "subscription.subscription_id",
@@ -434,6 +444,14 @@ impl RegistrationService {
             next_page_token: next_token(&page, limit, |s| s.id),
             subscriptions: page.iter().map(subscription_message).collect(),
         })
+    }
+}
+
+/// Ready while the registration database answers.
+#[tonic::async_trait]
+impl tally_proto::server::Readiness for RegistrationService {
+    async fn check(&self) -> std::result::Result<(), String> {
+        self.store.ping().await.map_err(|e| e.to_string())
     }
 }
 
@@ -586,6 +604,7 @@ impl RegistrationApi for RegistrationService {
                     "a deleted subscription vanished".into(),
                 ))
             })?;
+        self.changes.changed();
         Ok(Response::new(subscription_message(&deleted)))
     }
 }

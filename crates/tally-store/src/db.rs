@@ -162,6 +162,17 @@ impl Database {
         Ok(())
     }
 
+    /// Whether the database answers a trivial query now (readiness). On SQLite it asks a reader,
+    /// so a long group commit on the one writer does not look like an outage.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let conn = match self.backend {
+            Backend::Sqlite => &self.reader,
+            Backend::Postgres => &self.writer,
+        };
+        conn.execute_unprepared("SELECT 1").await?;
+        Ok(())
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }

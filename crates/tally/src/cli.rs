@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use tally_proto::server::Limits;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -64,6 +65,47 @@ pub struct AuthArgs {
     pub audience: String,
 }
 
+/// What every server command shares: load limits, metrics and traces.
+#[derive(Debug, Clone, Args)]
+pub struct OpsArgs {
+    /// Also serve GET /metrics (Prometheus text) with no token on this address, for a scraper
+    /// on a private network. (The main listener serves /metrics too; on the gateway it needs an
+    /// operator token.)
+    #[arg(long, env = "TALLY_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Requests served at once; more are refused with RESOURCE_EXHAUSTED (REST: 503).
+    #[arg(long, env = "TALLY_MAX_IN_FLIGHT", default_value_t = Limits::default().max_in_flight)]
+    pub max_in_flight: usize,
+    /// Connections open at once; more wait to be accepted.
+    #[arg(long, env = "TALLY_MAX_CONNECTIONS", default_value_t = Limits::default().max_connections)]
+    pub max_connections: usize,
+    /// Send traces to this OpenTelemetry collector over OTLP/gRPC (e.g. http://127.0.0.1:4317);
+    /// needs a build with the `otlp` feature.
+    #[arg(long, env = "TALLY_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+}
+
+impl OpsArgs {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_in_flight: self.max_in_flight.max(1),
+            max_connections: self.max_connections.max(1),
+            ..Limits::default()
+        }
+    }
+}
+
+/// Serving over TLS: gRPC and REST on the same listener.
+#[derive(Debug, Clone, Args)]
+pub struct TlsArgs {
+    /// PEM certificate chain (leaf first) to serve TLS with.
+    #[arg(long, env = "TALLY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "TALLY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Where the gateway listens.
@@ -82,8 +124,15 @@ pub struct ServeArgs {
     /// only when an operator advances it (tally.clock.v1 AdvanceClock).
     #[arg(long, env = "TALLY_MANUAL_CLOCK", value_parser = parse_utc)]
     pub manual_clock: Option<chrono::DateTime<chrono::Utc>>,
+    /// MiB of posted batches being stored at once; more are refused with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "TALLY_INGEST_BUDGET_MIB", default_value_t = 256)]
+    pub ingest_budget_mib: usize,
     #[command(flatten)]
     pub auth: AuthArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    #[command(flatten)]
+    pub ops: OpsArgs,
 }
 
 fn parse_utc(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
@@ -127,8 +176,16 @@ pub struct GatewayArgs {
     /// Where the development signing key lives when no key option is given.
     #[arg(long, env = "TALLY_DATA_DIR", default_value = "./tally-data")]
     pub data_dir: PathBuf,
+    /// Seconds the gateway trusts what it learned about subscription ownership (0: ask every
+    /// time); a deleted subscription's tenant keeps access for at most this long.
+    #[arg(long, env = "TALLY_OWNERSHIP_CACHE_SECONDS", default_value_t = tally_gateway::OWNERSHIP_TTL.as_secs())]
+    pub ownership_cache_seconds: u64,
     #[command(flatten)]
     pub auth: AuthArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    #[command(flatten)]
+    pub ops: OpsArgs,
 }
 
 #[derive(Debug, Clone, Parser)]
@@ -149,6 +206,11 @@ pub struct AggregatorArgs {
     pub database_url: String,
     #[arg(long, env = "TALLY_FOLD_INTERVAL_MS", default_value_t = 250)]
     pub fold_interval_ms: u64,
+    /// MiB of posted batches being stored at once; more are refused with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "TALLY_INGEST_BUDGET_MIB", default_value_t = 256)]
+    pub ingest_budget_mib: usize,
+    #[command(flatten)]
+    pub ops: OpsArgs,
 }
 
 #[derive(Debug, Clone, Parser)]
@@ -167,6 +229,8 @@ pub struct RegistrationArgs {
         default_value = "sqlite://./tally-data/registration.db?mode=rwc"
     )]
     pub database_url: String,
+    #[command(flatten)]
+    pub ops: OpsArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -220,10 +284,34 @@ pub struct MigrateArgs {
     pub database_url: Option<String>,
 }
 
+impl Command {
+    /// The OTLP endpoint traces go to, if the command serves and one is configured.
+    pub fn otlp_endpoint(&self) -> Option<&str> {
+        match self {
+            Command::Serve(args) | Command::Demo(args) => args.ops.otlp_endpoint.as_deref(),
+            Command::Gateway(args) => args.ops.otlp_endpoint.as_deref(),
+            Command::Aggregator(args) => args.ops.otlp_endpoint.as_deref(),
+            Command::Registration(args) => args.ops.otlp_endpoint.as_deref(),
+            Command::Token(_) | Command::Migrate(_) => None,
+        }
+    }
+}
+
 /// One service, as the thin binaries run it.
 #[derive(Debug)]
 pub enum Service {
     Gateway(GatewayArgs),
     Aggregator(AggregatorArgs),
     Registration(RegistrationArgs),
+}
+
+impl Service {
+    /// The OTLP endpoint traces go to, if one is configured.
+    pub fn otlp_endpoint(&self) -> Option<&str> {
+        match self {
+            Service::Gateway(args) => args.ops.otlp_endpoint.as_deref(),
+            Service::Aggregator(args) => args.ops.otlp_endpoint.as_deref(),
+            Service::Registration(args) => args.ops.otlp_endpoint.as_deref(),
+        }
+    }
 }

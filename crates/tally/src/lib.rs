@@ -6,5 +6,6 @@ mod demo;
 mod keys;
 mod run;
 mod serve;
+mod telemetry;
 
 pub use run::{run, run_service};

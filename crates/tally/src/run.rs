@@ -3,16 +3,6 @@
 use crate::cli::{Cli, Command, Service};
 use crate::serve::{bind, migrate, serve_all, service, shutdown_signal};
 
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,h2=warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -21,8 +11,12 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Runs the `tally` command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    init_logging();
-    runtime()?.block_on(async move {
+    let runtime = runtime()?;
+    let telemetry = {
+        let _entered = runtime.enter();
+        crate::telemetry::init(cli.command.otlp_endpoint())?
+    };
+    let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => {
                 let listener = bind("tally", args.listen).await?;
@@ -35,11 +29,19 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Migrate(args) => migrate(args).await,
             Command::Token(args) => crate::keys::token(args),
         }
-    })
+    });
+    telemetry.shutdown();
+    result
 }
 
 /// Runs one service alone (the thin per-service binaries).
 pub fn run_service(which: Service) -> anyhow::Result<()> {
-    init_logging();
-    runtime()?.block_on(service(which))
+    let runtime = runtime()?;
+    let telemetry = {
+        let _entered = runtime.enter();
+        crate::telemetry::init(which.otlp_endpoint())?
+    };
+    let result = runtime.block_on(service(which));
+    telemetry.shutdown();
+    result
 }

@@ -8,7 +8,9 @@ use anyhow::Context as _;
 use tally_aggregator::Aggregator;
 use tokio::net::TcpListener;
 
-use crate::cli::{MigrateArgs, ServeArgs, Service};
+use tally_proto::server::{AllReady, Options, Readiness, Tls};
+
+use crate::cli::{MigrateArgs, OpsArgs, ServeArgs, Service, TlsArgs};
 
 /// Completes on Ctrl-C or SIGTERM.
 pub(crate) async fn shutdown_signal() {
@@ -46,11 +48,22 @@ pub(crate) async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         database_url: args.database_url,
         fold_interval_ms: 0,
         manual_clock: None,
+        ingest_budget_mib: 0,
         auth: crate::cli::AuthArgs {
             secret_files: Vec::new(),
             public_key_files: Vec::new(),
             issuer: String::new(),
             audience: String::new(),
+        },
+        tls: TlsArgs {
+            tls_cert: None,
+            tls_key: None,
+        },
+        ops: OpsArgs {
+            metrics_listen: None,
+            max_in_flight: 1,
+            max_connections: 1,
+            otlp_endpoint: None,
         },
     };
     let usage_url = serve.database_url("usage");
@@ -68,39 +81,92 @@ pub(crate) async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How a server guards itself, from its flags.
+fn server_options(ops: &OpsArgs, tls: Option<&TlsArgs>) -> anyhow::Result<Options> {
+    let tls = match tls {
+        Some(TlsArgs {
+            tls_cert: Some(cert),
+            tls_key: Some(key),
+        }) => Some(Tls::from_pem_files(cert, key)?),
+        _ => None,
+    };
+    Ok(Options {
+        limits: ops.limits(),
+        tls,
+    })
+}
+
+/// Serves `/metrics` without a token on `--metrics-listen`, if given, until the returned task
+/// is aborted. Bound after the main listener, so its line comes second on stdout.
+async fn metrics_listener(
+    what: &str,
+    ops: &OpsArgs,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some(addr) = ops.metrics_listen else {
+        return Ok(None);
+    };
+    let listener = bind(&format!("{what} metrics"), addr).await?;
+    Ok(Some(tokio::spawn(async move {
+        if let Err(error) =
+            tally_proto::server::serve_metrics(listener, std::future::pending()).await
+        {
+            tracing::error!(%error, "the metrics listener failed");
+        }
+    })))
+}
+
+/// Runs `serving` with the `--metrics-listen` listener beside it.
+async fn with_metrics<F>(what: &str, ops: &OpsArgs, serving: F) -> anyhow::Result<()>
+where
+    F: Future<Output = anyhow::Result<()>>,
+{
+    let metrics = metrics_listener(what, ops).await?;
+    let result = serving.await;
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
+    result
+}
+
 pub(crate) async fn service(which: Service) -> anyhow::Result<()> {
     match which {
         Service::Gateway(args) => {
             let listener = bind("tally-gateway", args.listen).await?;
             let auth = crate::keys::auth_config(&args.auth, &args.data_dir)?;
-            tally_gateway::serve(
-                tally_gateway::Config {
-                    aggregator_url: args.aggregator_url,
-                    registration_url: args.registration_url,
-                    auth,
-                },
-                listener,
-                shutdown_signal(),
-            )
+            let config = tally_gateway::Config {
+                aggregator_url: args.aggregator_url,
+                registration_url: args.registration_url,
+                auth,
+                server: server_options(&args.ops, Some(&args.tls))?,
+                ownership_ttl: Duration::from_secs(args.ownership_cache_seconds),
+            };
+            with_metrics("tally-gateway", &args.ops, async {
+                Ok(tally_gateway::serve(config, listener, shutdown_signal()).await?)
+            })
             .await?;
         }
         Service::Aggregator(args) => {
             prepare_sqlite_dir(&args.database_url)?;
             let mut config = tally_aggregator::Config::new(args.database_url);
             config.fold_interval = Duration::from_millis(args.fold_interval_ms.max(1));
+            config.ingest_budget_bytes = args.ingest_budget_mib << 20;
+            config.server = server_options(&args.ops, None)?;
             let listener = bind("tally-aggregator", args.listen).await?;
-            tally_aggregator::serve(config, listener, shutdown_signal()).await?;
+            with_metrics("tally-aggregator", &args.ops, async {
+                Ok(tally_aggregator::serve(config, listener, shutdown_signal()).await?)
+            })
+            .await?;
         }
         Service::Registration(args) => {
             prepare_sqlite_dir(&args.database_url)?;
             let listener = bind("tally-registration", args.listen).await?;
-            tally_registration::serve(
-                tally_registration::Config {
-                    database_url: args.database_url,
-                },
-                listener,
-                shutdown_signal(),
-            )
+            let config = tally_registration::Config {
+                database_url: args.database_url,
+                server: server_options(&args.ops, None)?,
+            };
+            with_metrics("tally-registration", &args.ops, async {
+                Ok(tally_registration::serve(config, listener, shutdown_signal()).await?)
+            })
             .await?;
         }
     }
@@ -131,8 +197,10 @@ pub(crate) async fn serve_all(
     let auth = crate::keys::auth_config(&args.auth, &args.data_dir)?;
     let usage_url = args.database_url("usage");
     prepare_sqlite_dir(&usage_url)?;
+    let options = server_options(&args.ops, Some(&args.tls))?;
     let mut config = tally_aggregator::Config::new(usage_url);
     config.fold_interval = Duration::from_millis(args.fold_interval_ms.max(1));
+    config.ingest_budget_bytes = args.ingest_budget_mib << 20;
     let clock: Arc<dyn tally_core::Clock> = match args.manual_clock {
         Some(start) => {
             tracing::info!(%start, "running on a manual clock");
@@ -153,18 +221,21 @@ pub(crate) async fn serve_all(
             .context("cannot open the registration database")?,
     );
     let folder = aggregator.start_folder();
-    let result = tally_gateway::serve_backends(
-        tally_gateway::Backends {
-            usage: aggregator,
-            registration,
-            clock: Arc::new(tally_gateway::ProcessClock::new(clock)),
-        },
-        auth,
-        listener,
-        shutdown,
-    )
+    let readiness = AllReady(vec![
+        ("usage", aggregator.clone() as Arc<dyn Readiness>),
+        ("registration", registration.clone() as Arc<dyn Readiness>),
+    ]);
+    let backends = tally_gateway::Backends {
+        ownership: tally_gateway::OwnershipCache::UntilChanged(registration.subscription_changes()),
+        usage: aggregator,
+        registration,
+        clock: Arc::new(tally_gateway::ProcessClock::new(clock)),
+        readiness: Arc::new(readiness),
+    };
+    let result = with_metrics("tally", &args.ops, async {
+        Ok(tally_gateway::serve_backends(backends, auth, &options, listener, shutdown).await?)
+    })
     .await;
     folder.stop().await;
-    result?;
-    Ok(())
+    result
 }

@@ -7,6 +7,7 @@ mod csp;
 mod errors;
 mod exactness;
 mod ingestion;
+mod operations;
 mod paging;
 mod portal;
 mod recovery;

@@ -13,8 +13,10 @@
 //!   `SubscriberIdIsNotDirectTenant`, and over REST another provider subscription in the path is
 //!   `NotSubscriptionOwner`. It may also list those subscriptions.
 //! - Everyone with a tenant (`tid`): the tenant usage API and reads of their own tenant and
-//!   subscriptions (those the tenant owns, deleted ones included); any other subscription is
-//!   `NotSubscriptionOwner`, never an empty page.
+//!   subscriptions (those the tenant owns); any other subscription is `NotSubscriptionOwner`,
+//!   never an empty page. As in Azure, a deleted subscription is gone for its tenant: its
+//!   usage, the subscription itself and its billing are `SubscriptionNotFound` (404), and it is
+//!   not listed; operators, and delegated providers for their direct tenants, still see it.
 //! - Registration and tenancy writes: Operator only.
 //! - The clock: anyone authenticated reads it; only operators move it.
 
@@ -28,8 +30,8 @@ use tally_proto::status;
 use tonic::{Request, Status};
 
 pub(crate) use clock::GuardedClock;
-pub use ownership::OWNERSHIP_TTL;
-pub(crate) use ownership::Ownership;
+pub use ownership::{OWNERSHIP_TTL, OwnershipCache};
+pub(crate) use ownership::{Owner, Ownership};
 pub(crate) use registration::GuardedRegistration;
 pub(crate) use usage::GuardedUsage;
 
@@ -72,6 +74,14 @@ fn not_owner(subscription: &str) -> Status {
     )
 }
 
+/// A tenant asking for its own subscription after it was deleted: gone, as Azure answers.
+fn deleted(subscription: &str) -> Status {
+    status::status(
+        Reason::SubscriptionNotFound,
+        format!("subscription {subscription} was deleted; its usage stays available to operators"),
+    )
+}
+
 /// Whether `tenant` (as the request spells it) is the caller's own tenant.
 fn is_own_tenant(grants: &Grants, tenant: &str) -> bool {
     grants.tenant.is_some() && parse_guid(tenant) == grants.tenant
@@ -95,7 +105,23 @@ async fn require_owner(
         return Err(not_owner(subscription));
     };
     match ownership.owner(id).await? {
-        Some(owner) if owner == tenant => Ok(()),
+        Some(Owner {
+            tenant: owner,
+            deleted: false,
+        }) if owner == tenant => Ok(()),
+        Some(Owner {
+            tenant: owner,
+            deleted: true,
+        }) if owner == tenant => Err(deleted(subscription)),
         _ => Err(not_owner(subscription)),
+    }
+}
+
+/// Whether `principal` may read `/metrics` on the gateway's main listener: operators only (the
+/// `--metrics-listen` listener needs no token).
+pub(crate) fn may_read_metrics(principal: &Principal) -> Result<(), Status> {
+    match principal {
+        Principal::Operator => Ok(()),
+        Principal::Limited(_) => Err(role_required("reading metrics", &[Role::Operator])),
     }
 }

@@ -174,7 +174,11 @@ impl RegistrationApi for GuardedRegistration {
             Principal::Limited(Grants {
                 tenant: Some(tenant),
                 ..
-            }) => message.owner_tenant_id = format_guid(&tenant),
+            }) => {
+                // A deleted subscription is gone for its tenant (see the module header).
+                message.owner_tenant_id = format_guid(&tenant);
+                message.include_deleted = false;
+            }
             Principal::Limited(_) => {
                 return Err(role_required("listing subscriptions", &[Role::Operator]));
             }

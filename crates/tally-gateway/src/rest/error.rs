@@ -156,6 +156,8 @@ fn http_error(reason: Option<Reason>, code: tonic::Code) -> (StatusCode, &'stati
     let code = match reason {
         // Azure knows only InvalidProperty for a bad value; the message names the parameter.
         Reason::InvalidTimeAlignment | Reason::InvalidContinuationToken => "InvalidProperty",
+        // §5.2: throttling is a retryable 503 ServiceUnavailable.
+        Reason::TooManyRequests => "ServiceUnavailable",
         other => other.as_str(),
     };
     let http = match reason {
@@ -169,7 +171,9 @@ fn http_error(reason: Option<Reason>, code: tonic::Code) -> (StatusCode, &'stati
             StatusClass::AlreadyExists => StatusCode::CONFLICT,
             StatusClass::Unauthenticated => StatusCode::UNAUTHORIZED,
             StatusClass::PermissionDenied => StatusCode::FORBIDDEN,
-            StatusClass::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            StatusClass::Unavailable | StatusClass::ResourceExhausted => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             StatusClass::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         },
     };
@@ -216,6 +220,10 @@ mod tests {
             ),
             (
                 Reason::ServiceUnavailable,
+                (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
+            ),
+            (
+                Reason::TooManyRequests,
                 (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
             ),
         ];

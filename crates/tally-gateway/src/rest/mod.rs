@@ -149,6 +149,8 @@ pub(crate) struct Context<'a> {
     path_params: &'a PathParams,
     params: &'a Params,
     headers: &'a HeaderMap,
+    /// Whether the request came over TLS to this listener.
+    over_tls: bool,
     /// The path as the client sent it (for messages and `nextLink`).
     path: &'a str,
     body: &'a [u8],
@@ -182,16 +184,36 @@ impl Context<'_> {
 }
 
 /// Answers a REST request.
+/// Timed per route template (`unmatched` for a path no route knows).
 pub(crate) async fn dispatch(state: &RestState, request: Request) -> Response {
-    serve(state, request)
+    let started = std::time::Instant::now();
+    let method = match *request.method() {
+        Method::GET => "GET",
+        Method::PUT => "PUT",
+        Method::POST => "POST",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        _ => "other",
+    };
+    let mut template = "unmatched";
+    let response = serve(state, request, &mut template)
         .await
-        .unwrap_or_else(IntoResponse::into_response)
+        .unwrap_or_else(IntoResponse::into_response);
+    tally_proto::metrics::rest_request(
+        template,
+        method,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
 }
 
-async fn serve(state: &RestState, request: Request) -> RestResult {
+async fn serve(state: &RestState, request: Request, template: &mut &'static str) -> RestResult {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path();
     let (route, path_params) = find_route(&parts.method, path)?;
+    *template = route.template;
     let params = Params::parse(parts.uri.query())?;
     let body = read_body(body).await?;
     let context = Context {
@@ -201,6 +223,10 @@ async fn serve(state: &RestState, request: Request) -> RestResult {
         path_params: &path_params,
         params: &params,
         headers: &parts.headers,
+        over_tls: parts
+            .extensions
+            .get::<tally_proto::server::OverTls>()
+            .is_some(),
         path,
         body: &body,
     };
@@ -347,9 +373,12 @@ fn utc_text(time: Option<&tally_proto::convert::Timestamp>) -> Option<String> {
 }
 
 /// The absolute URL of this request's path with `params` as query: what `nextLink` points at.
-fn absolute_url(headers: &HeaderMap, path: &str, params: &[(&str, &str)]) -> String {
+/// Behind a proxy, `X-Forwarded-Proto` and `X-Forwarded-Host` say how the client reached us.
+fn absolute_url(context: &Context<'_>, params: &[(&str, &str)]) -> String {
+    let (headers, path) = (context.headers, context.path);
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let scheme = header("x-forwarded-proto").unwrap_or("http");
+    let scheme =
+        header("x-forwarded-proto").unwrap_or(if context.over_tls { "https" } else { "http" });
     let host = header("x-forwarded-host")
         .or_else(|| header("host"))
         .unwrap_or("localhost");

@@ -131,8 +131,7 @@ pub(crate) async fn list(context: Context<'_>) -> RestResult {
         .into_inner();
     let next_link = (!page.next_page_token.is_empty()).then(|| {
         absolute_url(
-            context.headers,
-            context.path,
+            &context,
             &[
                 ("api-version", API_VERSION),
                 ("$skipToken", &page.next_page_token),

@@ -329,7 +329,7 @@ async fn respond(
     let next_link = (!page.continuation_token.is_empty()).then(|| {
         let mut params = context.params.others("continuationToken");
         params.push(("continuationToken", &page.continuation_token));
-        absolute_url(context.headers, context.path, &params)
+        absolute_url(context, &params)
     });
     Ok(json(StatusCode::OK, &Page { value, next_link }))
 }

@@ -32,6 +32,11 @@ pub struct SubscriptionFilter {
 }
 
 impl RegistrationStore {
+    /// Whether the registration database answers now.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.db.ping().await
+    }
+
     pub async fn open(url: &str) -> Result<RegistrationStore, StoreError> {
         let db = Database::open(url).await?;
         db.migrate::<RegistrationMigrator>().await?;
