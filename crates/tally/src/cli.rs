@@ -328,6 +328,7 @@ impl Command {
             Command::Gateway(args) => args.ops.otlp_endpoint.as_deref(),
             Command::Aggregator(args) => args.ops.otlp_endpoint.as_deref(),
             Command::Registration(args) => args.ops.otlp_endpoint.as_deref(),
+            Command::Billing(args) => args.ops.otlp_endpoint.as_deref(),
             Command::Token(_) | Command::Migrate(_) => None,
         }
     }
