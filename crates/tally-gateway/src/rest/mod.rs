@@ -17,6 +17,7 @@ mod clock;
 mod error;
 mod path;
 mod pipeline;
+mod rate_card;
 mod registration;
 mod tenancy;
 mod usage;
@@ -138,6 +139,11 @@ const ROUTES: &[Route] = &[
         method: Method::GET,
         template: "/tenancy/v1/subscriptions",
         handler: |c| Box::pin(tenancy::subscriptions(c)),
+    },
+    Route {
+        method: Method::GET,
+        template: "/subscriptions/{subscriptionId}/providers/Microsoft.Commerce/RateCard",
+        handler: |c| Box::pin(rate_card::get(c)),
     },
     Route {
         method: Method::GET,
