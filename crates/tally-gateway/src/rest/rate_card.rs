@@ -160,17 +160,11 @@ pub(crate) async fn get(context: Context<'_>) -> RestResult {
     // In force: the latest effective_from <= now (ties: the later created) among the owner's
     // own sheets, else among the default sheets. The list is in creation order.
     let in_force = |tenant: &str| {
+        // max_by_key keeps the last of equal maxima: the later created correction.
         sheets
             .iter()
             .filter(|s| s.tenant_id == tenant && utc(s.effective_from.as_ref()) <= now)
             .max_by_key(|s| utc(s.effective_from.as_ref()))
-            .and_then(|latest| {
-                let from = utc(latest.effective_from.as_ref());
-                sheets
-                    .iter()
-                    .filter(|s| s.tenant_id == tenant && utc(s.effective_from.as_ref()) == from)
-                    .last()
-            })
     };
     let sheet = (!owner.is_empty())
         .then(|| in_force(&owner))
