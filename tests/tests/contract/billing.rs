@@ -487,6 +487,42 @@ async fn statements_rate_exactly_and_close_for_good(backend: Backend) {
         assert_eq!(refused.code(), tonic::Code::PermissionDenied);
         assert_eq!(reason(&refused).as_deref(), Some("StatementNotVisible"));
     }
+    // The same over REST: the tenant's own statement, exactly; another's is a 403.
+    let tenant_token = tally_contract_tests::sign(&Identity::tenant(T1).claims(), None);
+    let (status, body) = tally_contract_tests::rest::get(
+        &cluster.base_url(),
+        &format!("/billing/v1/periods/2026-11/statements/{T1}"),
+        Some(&tenant_token),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["amountDue"], "12.06");
+    assert_eq!(body["etag"], t1.etag.as_str());
+    assert_eq!(body["final"], true);
+    assert_eq!(body["lines"].as_array().map(Vec::len), Some(t1.lines.len()));
+    let (status, body) = tally_contract_tests::rest::get(
+        &cluster.base_url(),
+        &format!("/billing/v1/periods/2026-11/statements/{T2}"),
+        Some(&tenant_token),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(
+        tally_contract_tests::rest::code(&body),
+        "StatementNotVisible"
+    );
+    let (status, body) = tally_contract_tests::rest::get(
+        &cluster.base_url(),
+        "/billing/v1/periods/2026-11/statements",
+        Some(&tally_contract_tests::sign(
+            &Identity::operator().claims(),
+            None,
+        )),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["statements"].as_array().map(Vec::len), Some(3));
+
     let refused = tenant
         .billing()
         .list_statements(pb::ListStatementsRequest {
