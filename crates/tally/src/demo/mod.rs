@@ -132,7 +132,10 @@ async fn backfill(
     let late = usage_of(&resources[..4], late_hour, late_hour + Span::hours(1));
     let late_records = late.len();
     post(ingestion, late, &mut tally).await?;
-    post(ingestion, usage_of(resources, this_hour, now), &mut tally).await?;
+    if now > this_hour {
+        // Nothing has accrued yet when the clock stands exactly on the hour.
+        post(ingestion, usage_of(resources, this_hour, now), &mut tally).await?;
+    }
     Ok(Backfill {
         tally,
         late_records,
