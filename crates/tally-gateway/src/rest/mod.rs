@@ -11,11 +11,13 @@
 //! `{"error":{"code","message"}}` ([`error`]). Tally's own routes answer errors the same way,
 //! and name fields, query parameters and JSON members by their proto JSON names.
 
+mod billing;
 mod caller;
 mod clock;
 mod error;
 mod path;
 mod pipeline;
+mod rate_card;
 mod registration;
 mod tenancy;
 mod usage;
@@ -43,6 +45,8 @@ pub(crate) struct RestState {
     usage: Arc<GuardedUsage>,
     registration: Arc<GuardedRegistration>,
     clock: Arc<GuardedClock>,
+    /// The billing service's guard, when the gateway fronts one.
+    billing: Option<Arc<dyn tally_proto::billing_api::BillingApi>>,
     meters: usage::MeterNames,
 }
 
@@ -51,11 +55,13 @@ impl RestState {
         usage: Arc<GuardedUsage>,
         registration: Arc<GuardedRegistration>,
         clock: Arc<GuardedClock>,
+        billing: Option<Arc<dyn tally_proto::billing_api::BillingApi>>,
     ) -> Self {
         Self {
             usage,
             registration,
             clock,
+            billing,
             meters: usage::MeterNames::default(),
         }
     }
@@ -133,6 +139,21 @@ const ROUTES: &[Route] = &[
         method: Method::GET,
         template: "/tenancy/v1/subscriptions",
         handler: |c| Box::pin(tenancy::subscriptions(c)),
+    },
+    Route {
+        method: Method::GET,
+        template: "/subscriptions/{subscriptionId}/providers/Microsoft.Commerce/RateCard",
+        handler: |c| Box::pin(rate_card::get(c)),
+    },
+    Route {
+        method: Method::GET,
+        template: "/billing/v1/periods/{period}/statements",
+        handler: |c| Box::pin(billing::list(c)),
+    },
+    Route {
+        method: Method::GET,
+        template: "/billing/v1/periods/{period}/statements/{tenantId}",
+        handler: |c| Box::pin(billing::get(c)),
     },
 ];
 

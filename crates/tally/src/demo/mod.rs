@@ -3,8 +3,10 @@
 //! The simulated installation has three tenants with five subscriptions running VMs, managed
 //! disks, blob storage and public IP addresses. Providers backfill the last hours, retry some
 //! batches (duplicates), catch up on an old hour (late records), then keep posting the current
-//! hour's usage as it accrues.
+//! hour's usage as it accrues. Chargeback prices the usage (`billing.rs`): on a manual clock the
+//! month closes and the final statement is printed.
 
+mod billing;
 mod installation;
 mod providers;
 mod tour;
@@ -83,9 +85,19 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     installation::set_up_tenancy(&with_token(&channel, &tokens.operator)).await?;
     let mut ingestion = Ingestion::new(with_token(&channel, &tokens.provider));
     let resources = providers::resources();
-    let backfill = backfill(&mut ingestion, &resources, Utc::now()).await?;
+    // Usage times follow the server's clock, so a manual clock gets consistent usage.
+    let server_now = tally_proto::clock::v1::clock_client::ClockClient::new(with_token(
+        &channel,
+        &tokens.operator,
+    ))
+    .get_time(tally_proto::clock::v1::GetTimeRequest {})
+    .await?
+    .into_inner();
+    let now = tally_proto::convert::utc(server_now.now.as_ref()).unwrap_or_else(Utc::now);
+    let backfill = backfill(&mut ingestion, &resources, now).await?;
     tokio::time::sleep(Duration::from_millis(3 * args.fold_interval_ms.max(100))).await;
     tour::print(&args, addr, &channel, &tokens, &resources, &backfill).await?;
+    billing::show(&with_token(&channel, &tokens.operator)).await?;
 
     tokio::select! {
         _ = shutdown_signal() => {}
@@ -120,7 +132,10 @@ async fn backfill(
     let late = usage_of(&resources[..4], late_hour, late_hour + Span::hours(1));
     let late_records = late.len();
     post(ingestion, late, &mut tally).await?;
-    post(ingestion, usage_of(resources, this_hour, now), &mut tally).await?;
+    if now > this_hour {
+        // Nothing has accrued yet when the clock stands exactly on the hour.
+        post(ingestion, usage_of(resources, this_hour, now), &mut tally).await?;
+    }
     Ok(Backfill {
         tally,
         late_records,
