@@ -9,6 +9,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "tally/usage/v1/usage.proto",
         "tally/registration/v1/registration.proto",
         "tally/clock/v1/clock.proto",
+        "tally/commerce/v1/commerce.proto",
+        "tally/bridge/v1/bridge.proto",
     ];
     let described = contracts
         .iter()

@@ -60,6 +60,16 @@ impl TestDatabase {
         self.url("registration")
     }
 
+    /// The usage bridge's database URL.
+    pub fn bridge_url(&self) -> String {
+        self.url("bridge")
+    }
+
+    /// The reference commerce receiver's database URL.
+    pub fn receiver_url(&self) -> String {
+        self.url("receiver")
+    }
+
     fn url(&self, service: &str) -> String {
         match &self.postgres {
             None => format!(

@@ -89,6 +89,12 @@ reasons! {
     // Simulated time (tally.clock.v1).
     ManualClockDisabled => FailedPrecondition: "AdvanceClock on the real clock; start tally serve with --manual-clock.",
     ClockCannotMoveBackwards => FailedPrecondition: "AdvanceClock to an earlier time, or by a negative duration.",
+    // The usage bridge (tally.bridge.v1) and the commerce endpoint (tally.commerce.v1).
+    BatchIdConflict => AlreadyExists: "The receiver holds a batch with this id and different content.",
+    BridgeNotConfigured => FailedPrecondition: "The usage bridge has no commerce endpoint; start it with --commerce-endpoint.",
+    UploadNotFound => NotFound: "The bridge holds no sealed batch with this id.",
+    UploadNotParked => FailedPrecondition: "RetryUpload of a batch that is not parked (pending, acknowledged or a skipped day).",
+    UploadRefused => FailedPrecondition: "The reference receiver refused the upload on purpose (its failure switch is on).",
 }
 
 impl Reason {

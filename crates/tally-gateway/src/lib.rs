@@ -20,6 +20,7 @@ mod rest;
 use std::future::Future;
 use std::sync::Arc;
 
+use tally_proto::bridge_api::{BridgeApi, BridgeClient, BridgeGrpc, BridgeServices};
 use tally_proto::clock_api::{ClockApi, ClockGrpc, ClockServices};
 use tally_proto::registration_api::{
     RegistrationApi, RegistrationClient, RegistrationGrpc, RegistrationServices,
@@ -41,6 +42,8 @@ pub struct Config {
     pub aggregator_url: String,
     /// The registration service's gRPC address, e.g. `http://127.0.0.1:50053`.
     pub registration_url: String,
+    /// The usage bridge's gRPC address, e.g. `http://127.0.0.1:50054`.
+    pub bridge_url: String,
     pub auth: AuthConfig,
     /// How the gateway's server guards itself (limits, TLS).
     pub server: Options,
@@ -54,6 +57,7 @@ pub struct Backends {
     pub usage: Arc<dyn UsageApi>,
     pub registration: Arc<dyn RegistrationApi>,
     pub clock: Arc<dyn ClockApi>,
+    pub bridge: Arc<dyn BridgeApi>,
     /// Whether the services behind answer: the gateway is ready (`/readyz`, gRPC health) only
     /// while this passes. In one process, the services themselves; apart, their gRPC health.
     pub readiness: Arc<dyn Readiness>,
@@ -76,6 +80,8 @@ pub async fn serve(
         .map_err(|e| peer(&config.aggregator_url, e))?;
     let registration = RegistrationClient::connect_lazy(&config.registration_url)
         .map_err(|e| peer(&config.registration_url, e))?;
+    let bridge =
+        BridgeClient::connect_lazy(&config.bridge_url).map_err(|e| peer(&config.bridge_url, e))?;
     let peer_health = |url: &String| {
         PeerHealth::connect_lazy(url)
             .map(|p| Arc::new(p) as Arc<dyn Readiness>)
@@ -89,6 +95,7 @@ pub async fn serve(
         usage: Arc::new(usage),
         registration: Arc::new(registration),
         clock: Arc::new(ProcessClock::new(Arc::new(tally_core::SystemClock))),
+        bridge: Arc::new(bridge),
         readiness: Arc::new(readiness),
         ownership: OwnershipCache::For(config.ownership_ttl),
     };
@@ -116,22 +123,26 @@ pub async fn serve_backends(
         ownership,
     ));
     let clock = Arc::new(guard::GuardedClock::new(backends.clock));
+    let bridge = Arc::new(guard::GuardedBridge::new(backends.bridge));
     let rest = Arc::new(rest::RestState::new(
         usage.clone(),
         registration.clone(),
         clock.clone(),
+        bridge.clone(),
     ));
 
     let serving: Vec<&'static str> = UsageServices::<dyn UsageApi>::NAMES
         .iter()
         .chain(RegistrationServices::<dyn RegistrationApi>::NAMES)
         .chain(ClockServices::<dyn ClockApi>::NAMES)
+        .chain(BridgeServices::<dyn BridgeApi>::NAMES)
         .copied()
         .collect();
     let mut server = Server::new("tally-gateway", &serving, backends.readiness);
     UsageGrpc::services(usage).add_to(server.routes());
     RegistrationGrpc::services(registration).add_to(server.routes());
     ClockGrpc::services(clock).add_to(server.routes());
+    BridgeGrpc::services(bridge).add_to(server.routes());
     server
         .serve_with(listener, shutdown, options, |router| {
             router

@@ -8,8 +8,10 @@
 //! their edges and keep prost types out of `tally-core` and `tally-store`.
 
 pub mod bearer;
+pub mod bridge_api;
 pub mod client;
 pub mod clock_api;
+pub mod commerce_api;
 pub mod convert;
 pub mod metrics;
 pub mod registration_api;
@@ -36,6 +38,20 @@ pub mod registration {
 pub mod clock {
     pub mod v1 {
         tonic::include_proto!("tally.clock.v1");
+    }
+}
+
+#[allow(clippy::all, missing_docs, rust_2018_idioms)]
+pub mod commerce {
+    pub mod v1 {
+        tonic::include_proto!("tally.commerce.v1");
+    }
+}
+
+#[allow(clippy::all, missing_docs, rust_2018_idioms)]
+pub mod bridge {
+    pub mod v1 {
+        tonic::include_proto!("tally.bridge.v1");
     }
 }
 

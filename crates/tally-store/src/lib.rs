@@ -7,16 +7,20 @@
 //! benchmark, which measures the database itself: the connection settings, [`sqlite_options`]
 //! and [`postgres_options`], and the stored row, [`usage::StoredRecord`].)
 
+pub mod bridge;
 mod db;
 mod error;
 mod guid;
+pub mod receiver;
 pub mod registration;
 #[cfg(feature = "scratch")]
 pub mod scratch;
 mod sql;
 pub mod usage;
 
+pub use bridge::BridgeStore;
 pub use db::{Backend, Database, postgres_options, sqlite_options};
 pub use error::StoreError;
+pub use receiver::ReceiverStore;
 pub use registration::RegistrationStore;
 pub use usage::UsageStore;

@@ -26,6 +26,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Gateway(args) => service(Service::Gateway(args)).await,
             Command::Aggregator(args) => service(Service::Aggregator(args)).await,
             Command::Registration(args) => service(Service::Registration(args)).await,
+            Command::Bridge(args) => service(Service::Bridge(args)).await,
+            Command::CommerceReceiver(args) => service(Service::CommerceReceiver(args)).await,
             Command::Migrate(args) => migrate(args).await,
             Command::Token(args) => crate::keys::token(args),
         }

@@ -19,7 +19,9 @@
 //!   not listed; operators, and delegated providers for their direct tenants, still see it.
 //! - Registration and tenancy writes: Operator only.
 //! - The clock: anyone authenticated reads it; only operators move it.
+//! - The usage bridge (status, uploads, retry): operators only.
 
+mod bridge;
 mod clock;
 mod ownership;
 mod registration;
@@ -29,6 +31,7 @@ use tally_core::{Reason, parse_guid};
 use tally_proto::status;
 use tonic::{Request, Status};
 
+pub(crate) use bridge::GuardedBridge;
 pub(crate) use clock::GuardedClock;
 pub use ownership::{OWNERSHIP_TTL, OwnershipCache};
 pub(crate) use ownership::{Owner, Ownership};

@@ -11,6 +11,7 @@
 //! `{"error":{"code","message"}}` ([`error`]). Tally's own routes answer errors the same way,
 //! and name fields, query parameters and JSON members by their proto JSON names.
 
+mod bridge;
 mod caller;
 mod clock;
 mod error;
@@ -35,7 +36,7 @@ pub(crate) use error::{FieldNames, RestError, RestResult};
 use path::PathParams;
 
 use crate::auth::TokenSubject;
-use crate::guard::{GuardedClock, GuardedRegistration, GuardedUsage};
+use crate::guard::{GuardedBridge, GuardedClock, GuardedRegistration, GuardedUsage};
 use crate::principal::Principal;
 
 /// What the REST handlers call: the guards, never the services behind them.
@@ -43,6 +44,7 @@ pub(crate) struct RestState {
     usage: Arc<GuardedUsage>,
     registration: Arc<GuardedRegistration>,
     clock: Arc<GuardedClock>,
+    bridge: Arc<GuardedBridge>,
     meters: usage::MeterNames,
 }
 
@@ -51,11 +53,13 @@ impl RestState {
         usage: Arc<GuardedUsage>,
         registration: Arc<GuardedRegistration>,
         clock: Arc<GuardedClock>,
+        bridge: Arc<GuardedBridge>,
     ) -> Self {
         Self {
             usage,
             registration,
             clock,
+            bridge,
             meters: usage::MeterNames::default(),
         }
     }
@@ -118,6 +122,16 @@ const ROUTES: &[Route] = &[
         method: Method::GET,
         template: "/clock/v1/time",
         handler: |c| Box::pin(clock::time(c)),
+    },
+    Route {
+        method: Method::GET,
+        template: "/bridge/v1/status",
+        handler: |c| Box::pin(bridge::status(c)),
+    },
+    Route {
+        method: Method::GET,
+        template: "/bridge/v1/uploads",
+        handler: |c| Box::pin(bridge::uploads(c)),
     },
     Route {
         method: Method::GET,
