@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use tally_aggregator::{Aggregator, Config as AggregatorConfig};
+use tally_bridge::{Bridge, Commerce, Config as BridgeConfig};
+use tally_commerce_receiver::Receiver;
 use tally_core::{Clock, Granularity, ManualClock};
 use tally_gateway::{AuthConfig, Backends, Claims, OwnershipCache, Principal};
 use tally_proto::bearer::{AuthorizedChannel, Bearer};
-use tally_bridge::{Bridge, Commerce, Config as BridgeConfig};
-use tally_commerce_receiver::Receiver;
 use tally_proto::bridge::v1::usage_bridge_client::UsageBridgeClient;
 use tally_proto::bridge_api::BridgeApi;
 use tally_proto::clock::v1::clock_client::ClockClient;
@@ -440,11 +440,12 @@ impl Cluster {
     }
 
     /// The reference receiver's own service, presenting `token` (or nothing).
-    pub async fn receiver(
-        &self,
-        token: Option<&str>,
-    ) -> CommerceReceiverClient<AuthorizedChannel> {
-        let addr = self.bridged.as_ref().expect("a bridged cluster").receiver_addr;
+    pub async fn receiver(&self, token: Option<&str>) -> CommerceReceiverClient<AuthorizedChannel> {
+        let addr = self
+            .bridged
+            .as_ref()
+            .expect("a bridged cluster")
+            .receiver_addr;
         let channel = Endpoint::from_shared(format!("http://{addr}"))
             .unwrap()
             .connect()
@@ -460,7 +461,11 @@ impl Cluster {
     ) -> tally_proto::commerce::v1::commerce_ingestion_client::CommerceIngestionClient<
         AuthorizedChannel,
     > {
-        let addr = self.bridged.as_ref().expect("a bridged cluster").receiver_addr;
+        let addr = self
+            .bridged
+            .as_ref()
+            .expect("a bridged cluster")
+            .receiver_addr;
         let channel = Endpoint::from_shared(format!("http://{addr}"))
             .unwrap()
             .connect()

@@ -179,7 +179,7 @@ impl Bridge {
             pending_batches: summary.pending as u32,
             parked_batches: summary.parked as u32,
             last_error: if last_error.is_empty() {
-                summary.oldest_pending_error
+                summary.oldest_error
             } else {
                 last_error
             },

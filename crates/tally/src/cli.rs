@@ -132,7 +132,11 @@ pub struct ServeArgs {
     #[arg(long, env = "TALLY_COMMERCE_ENDPOINT")]
     pub commerce_endpoint: Option<String>,
     /// A file holding the bearer token sent to the commerce endpoint.
-    #[arg(long, env = "TALLY_COMMERCE_TOKEN_FILE", requires = "commerce_endpoint")]
+    #[arg(
+        long,
+        env = "TALLY_COMMERCE_TOKEN_FILE",
+        requires = "commerce_endpoint"
+    )]
     pub commerce_token_file: Option<PathBuf>,
     #[command(flatten)]
     pub auth: AuthArgs,
@@ -181,7 +185,11 @@ pub struct GatewayArgs {
     )]
     pub registration_url: String,
     /// Where the development signing key lives when no key option is given.
-    #[arg(long, env = "TALLY_BRIDGE_URL", default_value = "http://127.0.0.1:50054")]
+    #[arg(
+        long,
+        env = "TALLY_BRIDGE_URL",
+        default_value = "http://127.0.0.1:50054"
+    )]
     pub bridge_url: String,
     #[arg(long, env = "TALLY_DATA_DIR", default_value = "./tally-data")]
     pub data_dir: PathBuf,
@@ -286,7 +294,11 @@ pub struct ReceiverArgs {
     #[arg(long, env = "TALLY_RECEIVER_LISTEN", default_value = "127.0.0.1:50070")]
     pub listen: SocketAddr,
     /// Folder of the receiver's SQLite database (receiver.db).
-    #[arg(long, env = "TALLY_RECEIVER_DATA_DIR", default_value = "./commerce-data")]
+    #[arg(
+        long,
+        env = "TALLY_RECEIVER_DATA_DIR",
+        default_value = "./commerce-data"
+    )]
     pub data_dir: PathBuf,
     /// Fraction (0..1) of uploads refused with UNAVAILABLE at random.
     #[arg(long, default_value_t = 0.0)]

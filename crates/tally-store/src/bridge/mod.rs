@@ -58,8 +58,8 @@ pub struct BridgeSummary {
     pub parked: u64,
     /// The earliest day with a batch not acknowledged yet.
     pub oldest_unacknowledged_day: Option<i64>,
-    /// The last error of the oldest pending batch.
-    pub oldest_pending_error: String,
+    /// The last error of the oldest batch not acknowledged that has one (pending or parked).
+    pub oldest_error: String,
 }
 
 pub const PENDING: &str = "Pending";
@@ -425,11 +425,11 @@ impl BridgeStore {
         let error = self.sql(
             "SELECT b.last_error FROM bridge_batch b \
              JOIN bridge_day d ON d.reported_day = b.reported_day \
-             WHERE d.state = 'Sealed' AND b.state = 'Pending' \
-             ORDER BY b.reported_day, b.batch_index LIMIT 1",
+             WHERE d.state = 'Sealed' AND b.state IN ('Pending', 'Parked') \
+             AND b.last_error <> '' ORDER BY b.reported_day, b.batch_index LIMIT 1",
         );
         if let Some(row) = conn.query_one_raw(error.build()).await? {
-            summary.oldest_pending_error = row.try_get_by_index(0)?;
+            summary.oldest_error = row.try_get_by_index(0)?;
         }
         Ok(summary)
     }
