@@ -6,7 +6,6 @@
 //! (`CommerceReceiver/SetFailure`) for outages and permanent refusals. `CommerceReceiver` also
 //! lists the totals the tests and the demo read.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,7 +23,7 @@ use tally_proto::convert::{timestamp, utc};
 use tally_proto::server::{Options, ServeError, Server};
 use tally_proto::status;
 use tally_store::ReceiverStore;
-use tally_store::receiver::{Received, TotalKey};
+use tally_store::receiver::{Received, Sums};
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status};
 
@@ -178,9 +177,7 @@ fn midnight(
 }
 
 /// Checks an upload and sums its records per total key; every bad field is named.
-fn validate(
-    r: &pb::UploadUsageRequest,
-) -> Result<(i64, BTreeMap<TotalKey, (Quantity, u64)>), Rejection> {
+fn validate(r: &pb::UploadUsageRequest) -> Result<(i64, Sums), Rejection> {
     let mut bad = Vec::new();
     if r.batch_id.is_empty() || r.batch_id.len() > 128 {
         bad.push(FieldViolation::new("batch_id", "must be 1..128 characters"));
@@ -209,7 +206,7 @@ fn validate(
     if r.records.is_empty() || r.records.len() > 1000 {
         bad.push(FieldViolation::new("records", "must hold 1..1000 records"));
     }
-    let mut sums: BTreeMap<TotalKey, (Quantity, u64)> = BTreeMap::new();
+    let mut sums = Sums::new();
     for (i, record) in r.records.iter().enumerate() {
         let field = |name: &str| format!("records[{i}].{name}");
         let billing = parse_guid(&record.billing_subscription_id);
@@ -277,7 +274,7 @@ impl CommerceApi for Receiver {
         // Maps are ordered (btree), so equal content always encodes to equal bytes.
         let digest = format!("{:x}", sha2::Sha256::digest(upload.encode_to_vec()));
         let records = upload.records.len() as u32;
-        let now = Utc::now().timestamp();
+        let now = tally_core::Clock::now(&tally_core::SystemClock).timestamp();
         match self
             .store
             .receive(&upload.batch_id, &digest, records, day, now, &sums)

@@ -26,6 +26,9 @@ pub enum Received {
 /// A total's key: billing subscription, meter, usage day (Unix seconds).
 pub type TotalKey = (String, String, i64);
 
+/// A batch's records summed per total key: quantity and record count.
+pub type Sums = BTreeMap<TotalKey, (Quantity, u64)>;
+
 /// One total.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Total {
@@ -65,7 +68,7 @@ impl ReceiverStore {
         records: u32,
         reported_day: i64,
         received_at: i64,
-        sums: &BTreeMap<TotalKey, (Quantity, u64)>,
+        sums: &Sums,
     ) -> Result<Received, StoreError> {
         let txn = self.db.writer().begin().await?;
         let mut select = self.sql("SELECT digest FROM receiver_batch WHERE batch_id = ");

@@ -29,6 +29,10 @@ pub enum Command {
     Aggregator(AggregatorArgs),
     /// The registration service alone.
     Registration(RegistrationArgs),
+    /// The usage bridge alone: seals closed days and uploads them to commerce.
+    Bridge(BridgeArgs),
+    /// The reference upstream commerce endpoint.
+    CommerceReceiver(ReceiverArgs),
     /// Prints a signed development token for the key that `serve` uses.
     Token(TokenArgs),
     /// Applies every service's schema migrations, then exits (serve also does this on start).
