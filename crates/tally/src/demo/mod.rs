@@ -3,8 +3,10 @@
 //! The simulated installation has three tenants with five subscriptions running VMs, managed
 //! disks, blob storage and public IP addresses. Providers backfill the last hours, retry some
 //! batches (duplicates), catch up on an old hour (late records), then keep posting the current
-//! hour's usage as it accrues.
+//! hour's usage as it accrues. A reference commerce receiver runs beside it, and the usage bridge
+//! reports closed days to it.
 
+mod commerce;
 mod installation;
 mod providers;
 mod tour;
@@ -58,7 +60,7 @@ pub(crate) struct Backfill {
     pub(crate) posted_through: DateTime<Utc>,
 }
 
-pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
     let auth = crate::keys::auth_config(&args.auth, &args.data_dir)?;
     let secret = auth.shared_secrets.first().cloned().context(
         "the demo signs its own tokens: give it an HS256 key (--jwt-secret-file) or none",
@@ -67,6 +69,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let receiver = commerce::start_receiver(&mut args).await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server_args = args.clone();
     let server = tokio::spawn(async move {
@@ -86,6 +89,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let backfill = backfill(&mut ingestion, &resources, Utc::now()).await?;
     tokio::time::sleep(Duration::from_millis(3 * args.fold_interval_ms.max(100))).await;
     tour::print(&args, addr, &channel, &tokens, &resources, &backfill).await?;
+    commerce::print(&args, addr, &channel, &tokens, receiver).await?;
 
     tokio::select! {
         _ = shutdown_signal() => {}
