@@ -289,7 +289,7 @@ mod tests {
     #[test]
     fn batch_ids_are_deterministic_and_short() {
         let cloud = "5f3a9c1e-0b4d-4e8f-9a2b-1c3d5e7f9a0b";
-        let day = 1_795_651_200; // 2026-11-27
+        let day = 1_795_737_600; // 2026-11-27
         assert_eq!(batch_id(cloud, day, 7), batch_id(cloud, day, 7));
         assert_eq!(
             batch_id(cloud, day, 7),
