@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use tally_contract_tests::cluster::RECEIVER_TOKEN;
 use tally_contract_tests::records::{batch, meters, record};
+use tally_contract_tests::rest;
 use tally_contract_tests::world::{
     self, CLOUD_ID, OTHER_SUBSCRIPTION, OTHER_TENANT, OWNED_SUBSCRIPTION, OWNER_TENANT,
     REGISTRATION_SUBSCRIPTION,
@@ -34,6 +35,7 @@ on_both_backends!(
     a_permanent_error_parks_one_batch_and_retry_delivers_it,
     days_closed_without_reporting_are_skipped,
     only_operators_watch_the_bridge_and_the_receiver_checks_its_callers,
+    the_bridge_over_rest,
 );
 
 const CUSTOMER_A: &str = "aa000000-0000-4000-8000-00000000000a";
@@ -670,5 +672,30 @@ async fn only_operators_watch_the_bridge_and_the_receiver_checks_its_callers(bac
     for field in ["cloud_id", "records[0].quantity", "records[0].meter_id"] {
         assert!(fields.iter().any(|f| f == field), "{field} in {fields:?}");
     }
+    cluster.stop().await;
+}
+
+async fn the_bridge_over_rest(backend: Backend) {
+    let cluster = installation(backend, true).await;
+    post_day(&cluster, "r", 2).await;
+    let day = close_day(&cluster).await;
+    wait_acknowledged(&cluster, day + TimeDelta::days(1)).await;
+    let base = cluster.base_url();
+    let operator = tally_contract_tests::sign(&Identity::operator().claims(), None);
+    let (code, body) = rest::get(&base, "/bridge/v1/status", Some(&operator)).await;
+    assert_eq!(code, reqwest::StatusCode::OK, "{body}");
+    assert_eq!(body["state"], "UpToDate");
+    assert_eq!(body["pendingBatches"], 0);
+    let (code, body) = rest::get(&base, "/bridge/v1/uploads?pageSize=10", Some(&operator)).await;
+    assert_eq!(code, reqwest::StatusCode::OK, "{body}");
+    assert_eq!(body["uploads"][0]["state"], "Acknowledged");
+    assert_eq!(body["nextPageToken"], "");
+    let (code, _) = rest::get(&base, "/bridge/v1/uploads?pageSize=x", Some(&operator)).await;
+    assert_eq!(code, reqwest::StatusCode::BAD_REQUEST);
+    let tenant = tally_contract_tests::sign(&Identity::tenant(OWNER_TENANT).claims(), None);
+    let (code, _) = rest::get(&base, "/bridge/v1/status", Some(&tenant)).await;
+    assert_eq!(code, reqwest::StatusCode::FORBIDDEN);
+    let (code, _) = rest::get(&base, "/bridge/v1/uploads", None).await;
+    assert_eq!(code, reqwest::StatusCode::UNAUTHORIZED);
     cluster.stop().await;
 }
