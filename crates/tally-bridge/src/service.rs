@@ -135,6 +135,10 @@ impl Bridge {
         {
             tracing::warn!(%error, "uploading failed; retrying on the next tick");
         }
+        // The backlog gauges follow every pass, not only status calls.
+        if let Ok(summary) = self.store.summary().await {
+            tally_proto::metrics::bridge_backlog(summary.pending, summary.parked);
+        }
     }
 
     fn until_next_attempt(&self) -> Option<Duration> {
