@@ -699,3 +699,61 @@ async fn the_bridge_over_rest(backend: Backend) {
     assert_eq!(code, reqwest::StatusCode::UNAUTHORIZED);
     cluster.stop().await;
 }
+
+/// A probe of the bridge's throughput, not a gate: `cargo test -p tally-contract-tests --test
+/// contract bridge_throughput_probe -- --ignored --nocapture` seals and uploads one reported day
+/// of `TALLY_BRIDGE_PROBE_ROWS` DAILY rows (default 50,000) and prints rows/s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a throughput probe; run by hand"]
+async fn bridge_throughput_probe() {
+    let rows: usize = std::env::var("TALLY_BRIDGE_PROBE_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50_000);
+    let cluster = installation(Backend::Sqlite, true).await;
+    set_failure(&cluster, commerce::FailureMode::Unavailable, None).await;
+    let hour = Granularity::Hourly.bucket_start(cluster.now()) - TimeDelta::hours(1);
+    let mut posted = 0;
+    while posted < rows {
+        let n = (rows - posted).min(10_000);
+        let records = (posted..posted + n)
+            .map(|i| {
+                record(
+                    &format!("probe-{i}"),
+                    OTHER_SUBSCRIPTION,
+                    meters::BASE_VM_SIZE_HOURS,
+                    &format!("vm{i}"),
+                    "1.25",
+                    hour,
+                )
+            })
+            .collect();
+        cluster
+            .ingestion()
+            .post_usage(batch(records))
+            .await
+            .unwrap();
+        posted += n;
+    }
+    let day = midnight(cluster.now());
+    cluster
+        .settle_at(day + TimeDelta::days(1) + TimeDelta::minutes(1))
+        .await;
+    let started = std::time::Instant::now();
+    wait_sealed(&cluster, day + TimeDelta::days(1)).await;
+    let sealed = started.elapsed();
+    let started = std::time::Instant::now();
+    set_failure(&cluster, commerce::FailureMode::None, None).await;
+    wait_acknowledged(&cluster, day + TimeDelta::days(1)).await;
+    let uploaded = started.elapsed();
+    let state = receiver_state(&cluster).await;
+    assert_eq!(state.records, rows as u64);
+    println!(
+        "bridge probe: {rows} rows sealed in {:.2} s ({:.0} rows/s), uploaded in {:.2} s ({:.0} rows/s)",
+        sealed.as_secs_f64(),
+        rows as f64 / sealed.as_secs_f64(),
+        uploaded.as_secs_f64(),
+        rows as f64 / uploaded.as_secs_f64()
+    );
+    cluster.stop().await;
+}
