@@ -10,6 +10,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "tally/registration/v1/registration.proto",
         "tally/clock/v1/clock.proto",
         "tally/billing/v1/billing.proto",
+        "tally/commerce/v1/commerce.proto",
+        "tally/bridge/v1/bridge.proto",
     ];
     let described = contracts
         .iter()

@@ -10,6 +10,8 @@ mod m20261127_000001_usage;
 mod m20261127_000002_registration;
 mod m20261127_000003_batch_usage_start;
 mod m20261127_000004_billing;
+mod m20261127_000005_bridge;
+mod m20261127_000006_receiver;
 
 /// The usage service's tables (`usage_*`).
 pub struct UsageMigrator;
@@ -50,6 +52,32 @@ impl MigratorTrait for BillingMigrator {
 
     fn migration_table_name() -> DynIden {
         "billing_migrations".into_iden()
+    }
+}
+
+/// The usage bridge's tables (`bridge_*`).
+pub struct BridgeMigrator;
+
+impl MigratorTrait for BridgeMigrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261127_000005_bridge::Migration)]
+    }
+
+    fn migration_table_name() -> DynIden {
+        "bridge_migrations".into_iden()
+    }
+}
+
+/// The reference commerce receiver's tables (`receiver_*`).
+pub struct ReceiverMigrator;
+
+impl MigratorTrait for ReceiverMigrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261127_000006_receiver::Migration)]
+    }
+
+    fn migration_table_name() -> DynIden {
+        "receiver_migrations".into_iden()
     }
 }
 

@@ -6,11 +6,16 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use tally_aggregator::{Aggregator, Config as AggregatorConfig};
+use tally_bridge::{Bridge, Commerce, Config as BridgeConfig};
+use tally_commerce_receiver::Receiver;
 use tally_core::{Clock, Granularity, ManualClock};
 use tally_gateway::{AuthConfig, Backends, Claims, OwnershipCache, Principal};
 use tally_proto::bearer::{AuthorizedChannel, Bearer};
 use tally_proto::billing::v1::billing_client::BillingClient;
+use tally_proto::bridge::v1::usage_bridge_client::UsageBridgeClient;
+use tally_proto::bridge_api::BridgeApi;
 use tally_proto::clock::v1::clock_client::ClockClient;
+use tally_proto::commerce::v1::commerce_receiver_client::CommerceReceiverClient;
 use tally_proto::registration::v1::{
     registration_client::RegistrationClient, tenancy_client::TenancyClient,
 };
@@ -135,6 +140,18 @@ impl Clients {
     pub fn billing(&self) -> BillingClient<AuthorizedChannel> {
         BillingClient::new(self.channel.clone())
     }
+    pub fn bridge(&self) -> UsageBridgeClient<AuthorizedChannel> {
+        UsageBridgeClient::new(self.channel.clone())
+    }
+}
+
+/// The bearer token the test receiver expects from the bridge.
+pub const RECEIVER_TOKEN: &str = "receiver-test-token";
+
+/// A usage bridge uploading to a reference receiver, both in-process.
+pub struct BridgeSetup {
+    pub bridge: Arc<Bridge>,
+    pub receiver_addr: SocketAddr,
 }
 
 struct RemoteAggregator {
@@ -153,6 +170,8 @@ pub struct Cluster {
     servers: Vec<Background>,
     channel: Channel,
     operator: Clients,
+    /// Set by [`Cluster::start_with_bridge`].
+    pub bridged: Option<BridgeSetup>,
 }
 
 fn aggregator_config(db: &TestDatabase) -> AggregatorConfig {
@@ -181,12 +200,25 @@ impl Cluster {
     /// A cluster whose folder never runs (`fold: false`) after its first fold at start-up:
     /// nothing more becomes complete, which makes "processing not complete" deterministic.
     pub async fn start_with(backend: Backend, topology: Topology, fold: bool) -> Cluster {
-        Self::start_full(backend, topology, fold, tally_gateway::OWNERSHIP_TTL).await
+        Self::start_full(backend, topology, fold, tally_gateway::OWNERSHIP_TTL, false).await
+    }
+
+    /// A cluster (in one process) whose usage bridge uploads to a reference receiver that
+    /// expects [`RECEIVER_TOKEN`]; the bridge retries quickly, so outages end in tests' time.
+    pub async fn start_with_bridge(backend: Backend) -> Cluster {
+        Self::start_full(
+            backend,
+            Topology::InProcess,
+            true,
+            tally_gateway::OWNERSHIP_TTL,
+            true,
+        )
+        .await
     }
 
     /// A remote cluster whose gateway trusts what it learned about ownership for `ttl`.
     pub async fn start_remote_with_ownership_ttl(backend: Backend, ttl: Duration) -> Cluster {
-        Self::start_full(backend, Topology::Remote, true, ttl).await
+        Self::start_full(backend, Topology::Remote, true, ttl, false).await
     }
 
     async fn start_full(
@@ -194,6 +226,7 @@ impl Cluster {
         topology: Topology,
         fold: bool,
         remote_ownership_ttl: Duration,
+        with_bridge: bool,
     ) -> Cluster {
         let db = TestDatabase::new(backend).await;
         let clock = Arc::new(ManualClock::new(start_time()));
@@ -211,6 +244,7 @@ impl Cluster {
                 channel: InterceptedService::new(lazy.clone(), Bearer::new(None)),
             },
             channel: lazy,
+            bridged: None,
         };
         let registration_service = Arc::new(
             RegistrationService::open(&cluster.db.registration_url())
@@ -283,6 +317,9 @@ impl Cluster {
                 (Arc::new(usage), Arc::new(registration), Arc::new(readiness))
             }
         };
+        let bridge = cluster
+            .open_bridge(usage.clone(), registration.clone(), with_bridge)
+            .await;
         let process_clock = Arc::new(tally_gateway::ProcessClock::new(cluster.clock.clone()));
         // Billing runs in-process beside the gateway in both topologies, reading usage and
         // tenancy through the same contracts the gateway calls.
@@ -304,6 +341,7 @@ impl Cluster {
                     registration,
                     clock: process_clock,
                     billing: Some(billing),
+                    bridge,
                     readiness,
                     ownership,
                 },
@@ -355,6 +393,113 @@ impl Cluster {
         let end = hour + chrono::TimeDelta::hours(2);
         cluster.clock.set(end);
         (cluster, hour, end)
+    }
+
+    /// The usage bridge: idle (no commerce endpoint) unless `with_receiver`, then uploading to
+    /// a reference receiver started here.
+    async fn open_bridge(
+        &mut self,
+        usage: Arc<dyn UsageApi>,
+        registration: Arc<dyn RegistrationApi>,
+        with_receiver: bool,
+    ) -> Arc<dyn BridgeApi> {
+        let commerce = if with_receiver {
+            let receiver = Arc::new(
+                Receiver::open(&tally_commerce_receiver::Config {
+                    database_url: self.db.receiver_url(),
+                    token: Some(RECEIVER_TOKEN.to_string()),
+                    fail_rate: 0.0,
+                    server: Options::default(),
+                })
+                .await
+                .expect("open the receiver"),
+            );
+            let (addr, server) = spawn_server(|listener, stop| async move {
+                tally_commerce_receiver::serve_receiver(
+                    receiver,
+                    listener,
+                    stop,
+                    &Options::default(),
+                )
+                .await
+                .expect("the receiver serves");
+            })
+            .await;
+            self.servers.push(server);
+            Some((
+                addr,
+                Commerce {
+                    endpoint: format!("http://{addr}"),
+                    token: Some(RECEIVER_TOKEN.to_string()),
+                },
+            ))
+        } else {
+            None
+        };
+        let mut config = BridgeConfig::new(
+            self.db.bridge_url(),
+            commerce.as_ref().map(|(_, c)| c.clone()),
+        );
+        config.interval = Duration::from_millis(20);
+        config.backoff_initial = Duration::from_millis(20);
+        config.backoff_max = Duration::from_millis(200);
+        config.upload_timeout = Duration::from_secs(10);
+        let clock: Arc<dyn Clock> = self.clock.clone();
+        let bridge = Arc::new(
+            Bridge::open(config, usage, registration, clock)
+                .await
+                .expect("open the bridge"),
+        );
+        if let Some((receiver_addr, _)) = commerce {
+            self.servers.push(bridge.start());
+            self.bridged = Some(BridgeSetup {
+                bridge: bridge.clone(),
+                receiver_addr,
+            });
+        }
+        bridge
+    }
+
+    /// The reference receiver's own service, presenting `token` (or nothing).
+    pub async fn receiver(&self, token: Option<&str>) -> CommerceReceiverClient<AuthorizedChannel> {
+        let addr = self
+            .bridged
+            .as_ref()
+            .expect("a bridged cluster")
+            .receiver_addr;
+        let channel = Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect to the receiver");
+        CommerceReceiverClient::new(InterceptedService::new(channel, Bearer::new(token)))
+    }
+
+    /// The receiver's CommerceIngestion, presenting `token` (or nothing).
+    pub async fn commerce(
+        &self,
+        token: Option<&str>,
+    ) -> tally_proto::commerce::v1::commerce_ingestion_client::CommerceIngestionClient<
+        AuthorizedChannel,
+    > {
+        let addr = self
+            .bridged
+            .as_ref()
+            .expect("a bridged cluster")
+            .receiver_addr;
+        let channel = Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect to the receiver");
+        tally_proto::commerce::v1::commerce_ingestion_client::CommerceIngestionClient::new(
+            InterceptedService::new(channel, Bearer::new(token)),
+        )
+    }
+
+    /// The usage bridge of a bridged cluster.
+    pub fn bridge_service(&self) -> &Arc<Bridge> {
+        &self.bridged.as_ref().expect("a bridged cluster").bridge
     }
 
     async fn start_remote_aggregator(&mut self, listener: TcpListener) {

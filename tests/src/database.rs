@@ -65,6 +65,16 @@ impl TestDatabase {
         self.url("billing")
     }
 
+    /// The usage bridge's database URL.
+    pub fn bridge_url(&self) -> String {
+        self.url("bridge")
+    }
+
+    /// The reference commerce receiver's database URL.
+    pub fn receiver_url(&self) -> String {
+        self.url("receiver")
+    }
+
     fn url(&self, service: &str) -> String {
         match &self.postgres {
             None => format!(

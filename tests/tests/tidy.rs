@@ -77,7 +77,13 @@ fn dependencies_point_inward() {
     );
     assert_free_of(&deps, "tally-store", &["tonic", "prost", "tally-proto"]);
     assert_free_of(&deps, "tally-proto", &["sea-orm", "tally-store"]);
-    let services = ["tally-aggregator", "tally-registration", "tally-gateway"];
+    let services = [
+        "tally-aggregator",
+        "tally-registration",
+        "tally-gateway",
+        "tally-bridge",
+        "tally-commerce-receiver",
+    ];
     for service in services {
         assert_free_of(&deps, service, &services);
     }
@@ -93,6 +99,8 @@ fn dependencies_point_inward() {
         "tally-aggregator",
         "tally-registration",
         "tally-gateway",
+        "tally-bridge",
+        "tally-commerce-receiver",
     ] {
         assert_free_of(&deps, library, &["anyhow"]);
     }

@@ -92,6 +92,12 @@ reasons! {
     // Chargeback (tally.billing.v1).
     PeriodClosed => FailedPrecondition: "A price sheet or adjustment reaches into a billing period that is closed (complete_through >= its end); its statements are final.",
     StatementNotVisible => PermissionDenied: "A tenant asked for another tenant's statement, charges or adjustments.",
+    // The usage bridge (tally.bridge.v1) and the commerce endpoint (tally.commerce.v1).
+    BatchIdConflict => AlreadyExists: "The receiver holds a batch with this id and different content.",
+    BridgeNotConfigured => FailedPrecondition: "The usage bridge has no commerce endpoint; start it with --commerce-endpoint.",
+    UploadNotFound => NotFound: "The bridge holds no sealed batch with this id.",
+    UploadNotParked => FailedPrecondition: "RetryUpload of a batch that is not parked (pending, acknowledged or a skipped day).",
+    UploadRefused => FailedPrecondition: "The reference receiver refused the upload on purpose (its failure switch is on).",
 }
 
 impl Reason {

@@ -21,6 +21,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tally_proto::billing_api::{BillingApi, BillingGrpc, BillingServices};
+use tally_proto::bridge_api::{BridgeApi, BridgeClient, BridgeGrpc, BridgeServices};
 use tally_proto::clock_api::{ClockApi, ClockGrpc, ClockServices};
 use tally_proto::registration_api::{
     RegistrationApi, RegistrationClient, RegistrationGrpc, RegistrationServices,
@@ -42,6 +43,8 @@ pub struct Config {
     pub aggregator_url: String,
     /// The registration service's gRPC address, e.g. `http://127.0.0.1:50053`.
     pub registration_url: String,
+    /// The usage bridge's gRPC address, e.g. `http://127.0.0.1:50054`.
+    pub bridge_url: String,
     pub auth: AuthConfig,
     /// How the gateway's server guards itself (limits, TLS).
     pub server: Options,
@@ -57,6 +60,7 @@ pub struct Backends {
     pub clock: Arc<dyn ClockApi>,
     /// The billing service, when this gateway fronts one (`tally serve` does).
     pub billing: Option<Arc<dyn BillingApi>>,
+    pub bridge: Arc<dyn BridgeApi>,
     /// Whether the services behind answer: the gateway is ready (`/readyz`, gRPC health) only
     /// while this passes. In one process, the services themselves; apart, their gRPC health.
     pub readiness: Arc<dyn Readiness>,
@@ -79,6 +83,8 @@ pub async fn serve(
         .map_err(|e| peer(&config.aggregator_url, e))?;
     let registration = RegistrationClient::connect_lazy(&config.registration_url)
         .map_err(|e| peer(&config.registration_url, e))?;
+    let bridge =
+        BridgeClient::connect_lazy(&config.bridge_url).map_err(|e| peer(&config.bridge_url, e))?;
     let peer_health = |url: &String| {
         PeerHealth::connect_lazy(url)
             .map(|p| Arc::new(p) as Arc<dyn Readiness>)
@@ -93,6 +99,7 @@ pub async fn serve(
         registration: Arc::new(registration),
         clock: Arc::new(ProcessClock::new(Arc::new(tally_core::SystemClock))),
         billing: None,
+        bridge: Arc::new(bridge),
         readiness: Arc::new(readiness),
         ownership: OwnershipCache::For(config.ownership_ttl),
     };
@@ -123,11 +130,13 @@ pub async fn serve_backends(
     let billing: Option<Arc<dyn BillingApi>> = backends
         .billing
         .map(|b| Arc::new(guard::GuardedBilling::new(b)) as Arc<dyn BillingApi>);
+    let bridge = Arc::new(guard::GuardedBridge::new(backends.bridge));
     let rest = Arc::new(rest::RestState::new(
         usage.clone(),
         registration.clone(),
         clock.clone(),
         billing.clone(),
+        bridge.clone(),
     ));
 
     let serving: Vec<&'static str> = UsageServices::<dyn UsageApi>::NAMES
@@ -139,6 +148,7 @@ pub async fn serve_backends(
         } else {
             &[]
         })
+        .chain(BridgeServices::<dyn BridgeApi>::NAMES)
         .copied()
         .collect();
     let mut server = Server::new("tally-gateway", &serving, backends.readiness);
@@ -148,6 +158,7 @@ pub async fn serve_backends(
     if let Some(billing) = billing {
         BillingGrpc::services(billing).add_to(server.routes());
     }
+    BridgeGrpc::services(bridge).add_to(server.routes());
     server
         .serve_with(listener, shutdown, options, |router| {
             router

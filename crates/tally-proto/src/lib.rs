@@ -9,8 +9,10 @@
 
 pub mod bearer;
 pub mod billing_api;
+pub mod bridge_api;
 pub mod client;
 pub mod clock_api;
+pub mod commerce_api;
 pub mod convert;
 pub mod metrics;
 pub mod registration_api;
@@ -44,6 +46,20 @@ pub mod clock {
 pub mod billing {
     pub mod v1 {
         tonic::include_proto!("tally.billing.v1");
+    }
+}
+
+#[allow(clippy::all, missing_docs, rust_2018_idioms)]
+pub mod commerce {
+    pub mod v1 {
+        tonic::include_proto!("tally.commerce.v1");
+    }
+}
+
+#[allow(clippy::all, missing_docs, rust_2018_idioms)]
+pub mod bridge {
+    pub mod v1 {
+        tonic::include_proto!("tally.bridge.v1");
     }
 }
 

@@ -8,9 +8,11 @@
 //! and [`postgres_options`], and the stored row, [`usage::StoredRecord`].)
 
 pub mod billing;
+pub mod bridge;
 mod db;
 mod error;
 mod guid;
+pub mod receiver;
 pub mod registration;
 #[cfg(feature = "scratch")]
 pub mod scratch;
@@ -18,7 +20,9 @@ mod sql;
 pub mod usage;
 
 pub use billing::BillingStore;
+pub use bridge::BridgeStore;
 pub use db::{Backend, Database, postgres_options, sqlite_options};
 pub use error::StoreError;
+pub use receiver::ReceiverStore;
 pub use registration::RegistrationStore;
 pub use usage::UsageStore;

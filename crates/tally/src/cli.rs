@@ -31,6 +31,10 @@ pub enum Command {
     Registration(RegistrationArgs),
     /// The billing service alone (reads usage and tenancy from their services).
     Billing(BillingArgs),
+    /// The usage bridge alone: seals closed days and uploads them to commerce.
+    Bridge(BridgeArgs),
+    /// The reference upstream commerce endpoint.
+    CommerceReceiver(ReceiverArgs),
     /// Prints a signed development token for the key that `serve` uses.
     Token(TokenArgs),
     /// Applies every service's schema migrations, then exits (serve also does this on start).
@@ -129,6 +133,17 @@ pub struct ServeArgs {
     /// MiB of posted batches being stored at once; more are refused with RESOURCE_EXHAUSTED.
     #[arg(long, env = "TALLY_INGEST_BUDGET_MIB", default_value_t = 256)]
     pub ingest_budget_mib: usize,
+    /// The upstream commerce endpoint the usage bridge uploads closed days to; without it the
+    /// bridge stays idle (state NotConfigured).
+    #[arg(long, env = "TALLY_COMMERCE_ENDPOINT")]
+    pub commerce_endpoint: Option<String>,
+    /// A file holding the bearer token sent to the commerce endpoint.
+    #[arg(
+        long,
+        env = "TALLY_COMMERCE_TOKEN_FILE",
+        requires = "commerce_endpoint"
+    )]
+    pub commerce_token_file: Option<PathBuf>,
     #[command(flatten)]
     pub auth: AuthArgs,
     #[command(flatten)]
@@ -175,6 +190,13 @@ pub struct GatewayArgs {
         default_value = "http://127.0.0.1:50053"
     )]
     pub registration_url: String,
+    /// The usage bridge's gRPC address.
+    #[arg(
+        long,
+        env = "TALLY_BRIDGE_URL",
+        default_value = "http://127.0.0.1:50055"
+    )]
+    pub bridge_url: String,
     /// Where the development signing key lives when no key option is given.
     #[arg(long, env = "TALLY_DATA_DIR", default_value = "./tally-data")]
     pub data_dir: PathBuf,
@@ -269,6 +291,66 @@ pub struct BillingArgs {
     pub ops: OpsArgs,
 }
 
+#[derive(Debug, Clone, Parser)]
+#[command(name = "tally-bridge", version, about = "Tally's usage bridge alone")]
+pub struct BridgeArgs {
+    #[arg(long, env = "TALLY_LISTEN", default_value = "127.0.0.1:50055")]
+    pub listen: SocketAddr,
+    /// The bridge's own tables.
+    #[arg(
+        long,
+        env = "TALLY_DATABASE_URL",
+        default_value = "sqlite://./tally-data/bridge.db?mode=rwc"
+    )]
+    pub database_url: String,
+    #[arg(
+        long,
+        env = "TALLY_AGGREGATOR_URL",
+        default_value = "http://127.0.0.1:50052"
+    )]
+    pub aggregator_url: String,
+    #[arg(
+        long,
+        env = "TALLY_REGISTRATION_URL",
+        default_value = "http://127.0.0.1:50053"
+    )]
+    pub registration_url: String,
+    /// The upstream commerce endpoint, e.g. http://127.0.0.1:50070.
+    #[arg(long, env = "TALLY_COMMERCE_ENDPOINT")]
+    pub commerce_endpoint: String,
+    /// A file holding the bearer token sent to the commerce endpoint.
+    #[arg(long, env = "TALLY_COMMERCE_TOKEN_FILE")]
+    pub commerce_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub ops: OpsArgs,
+}
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "tally-commerce-receiver",
+    version,
+    about = "The reference commerce endpoint: stores uploaded usage once per batch and reports totals"
+)]
+pub struct ReceiverArgs {
+    #[arg(long, env = "TALLY_RECEIVER_LISTEN", default_value = "127.0.0.1:50070")]
+    pub listen: SocketAddr,
+    /// Folder of the receiver's SQLite database (receiver.db).
+    #[arg(
+        long,
+        env = "TALLY_RECEIVER_DATA_DIR",
+        default_value = "./commerce-data"
+    )]
+    pub data_dir: PathBuf,
+    /// Fraction (0..1) of uploads refused with UNAVAILABLE at random.
+    #[arg(long, default_value_t = 0.0)]
+    pub fail_rate: f64,
+    /// Uploads must carry the bearer token held in this file.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub ops: OpsArgs,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TokenRole {
     Operator,
@@ -329,6 +411,8 @@ impl Command {
             Command::Aggregator(args) => args.ops.otlp_endpoint.as_deref(),
             Command::Registration(args) => args.ops.otlp_endpoint.as_deref(),
             Command::Billing(args) => args.ops.otlp_endpoint.as_deref(),
+            Command::Bridge(args) => args.ops.otlp_endpoint.as_deref(),
+            Command::CommerceReceiver(args) => args.ops.otlp_endpoint.as_deref(),
             Command::Token(_) | Command::Migrate(_) => None,
         }
     }
@@ -341,6 +425,8 @@ pub enum Service {
     Aggregator(AggregatorArgs),
     Registration(RegistrationArgs),
     Billing(BillingArgs),
+    Bridge(BridgeArgs),
+    CommerceReceiver(ReceiverArgs),
 }
 
 impl Service {
@@ -351,6 +437,8 @@ impl Service {
             Service::Aggregator(args) => args.ops.otlp_endpoint.as_deref(),
             Service::Registration(args) => args.ops.otlp_endpoint.as_deref(),
             Service::Billing(args) => args.ops.otlp_endpoint.as_deref(),
+            Service::Bridge(args) => args.ops.otlp_endpoint.as_deref(),
+            Service::CommerceReceiver(args) => args.ops.otlp_endpoint.as_deref(),
         }
     }
 }

@@ -27,6 +27,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Aggregator(args) => service(Service::Aggregator(args)).await,
             Command::Registration(args) => service(Service::Registration(args)).await,
             Command::Billing(args) => service(Service::Billing(args)).await,
+            Command::Bridge(args) => service(Service::Bridge(args)).await,
+            Command::CommerceReceiver(args) => service(Service::CommerceReceiver(args)).await,
             Command::Migrate(args) => migrate(args).await,
             Command::Token(args) => crate::keys::token(args),
         }

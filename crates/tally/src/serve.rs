@@ -49,6 +49,8 @@ pub(crate) async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         fold_interval_ms: 0,
         manual_clock: None,
         ingest_budget_mib: 0,
+        commerce_endpoint: None,
+        commerce_token_file: None,
         auth: crate::cli::AuthArgs {
             secret_files: Vec::new(),
             public_key_files: Vec::new(),
@@ -84,6 +86,12 @@ pub(crate) async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         .await
         .context("cannot migrate the billing database")?;
     println!("billing schema is up to date");
+    let bridge_url = serve.database_url("bridge");
+    prepare_sqlite_dir(&bridge_url)?;
+    tally_store::BridgeStore::open(&bridge_url)
+        .await
+        .context("cannot migrate the bridge database")?;
+    println!("bridge schema is up to date");
     Ok(())
 }
 
@@ -142,6 +150,7 @@ pub(crate) async fn service(which: Service) -> anyhow::Result<()> {
             let config = tally_gateway::Config {
                 aggregator_url: args.aggregator_url,
                 registration_url: args.registration_url,
+                bridge_url: args.bridge_url,
                 auth,
                 server: server_options(&args.ops, Some(&args.tls))?,
                 ownership_ttl: Duration::from_secs(args.ownership_cache_seconds),
@@ -187,8 +196,64 @@ pub(crate) async fn service(which: Service) -> anyhow::Result<()> {
             })
             .await?;
         }
+        Service::Bridge(args) => {
+            // A bad endpoint or token file stops the bridge here, before it listens.
+            let commerce = tally_bridge::Commerce::from_flags(
+                &args.commerce_endpoint,
+                args.commerce_token_file.as_deref(),
+            )?;
+            prepare_sqlite_dir(&args.database_url)?;
+            let mut config = tally_bridge::Config::new(args.database_url, Some(commerce));
+            config.server = server_options(&args.ops, None)?;
+            let listener = bind("tally-bridge", args.listen).await?;
+            with_metrics("tally-bridge", &args.ops, async {
+                Ok(tally_bridge::serve(
+                    config,
+                    &args.aggregator_url,
+                    &args.registration_url,
+                    listener,
+                    shutdown_signal(),
+                )
+                .await?)
+            })
+            .await?;
+        }
+        Service::CommerceReceiver(args) => {
+            let config = receiver_config(&args)?;
+            let listener = bind("tally-commerce-receiver", args.listen).await?;
+            with_metrics("tally-commerce-receiver", &args.ops, async {
+                Ok(tally_commerce_receiver::serve(config, listener, shutdown_signal()).await?)
+            })
+            .await?;
+        }
     }
     Ok(())
+}
+
+/// The receiver's settings from its flags; an unreadable token file stops it here.
+pub(crate) fn receiver_config(
+    args: &crate::cli::ReceiverArgs,
+) -> anyhow::Result<tally_commerce_receiver::Config> {
+    let database_url = format!(
+        "sqlite://{}?mode=rwc",
+        args.data_dir.join("receiver.db").display()
+    );
+    prepare_sqlite_dir(&database_url)?;
+    let token = match &args.token_file {
+        None => None,
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("--token-file {}: cannot read it", path.display()))?
+                .trim()
+                .to_string(),
+        ),
+    };
+    Ok(tally_commerce_receiver::Config {
+        database_url,
+        token,
+        fail_rate: args.fail_rate,
+        server: server_options(&args.ops, None)?,
+    })
 }
 
 /// Creates the folder of a `sqlite://` URL's file, so a fresh machine needs no setup.
@@ -238,6 +303,27 @@ pub(crate) async fn serve_all(
             .await
             .context("cannot open the registration database")?,
     );
+    let commerce = match &args.commerce_endpoint {
+        Some(endpoint) => Some(tally_bridge::Commerce::from_flags(
+            endpoint,
+            args.commerce_token_file.as_deref(),
+        )?),
+        None => None,
+    };
+    let bridge_url = args.database_url("bridge");
+    prepare_sqlite_dir(&bridge_url)?;
+    let mut bridge_config = tally_bridge::Config::new(bridge_url, commerce);
+    bridge_config.interval = Duration::from_millis(args.fold_interval_ms.max(1) * 2);
+    let bridge = Arc::new(
+        tally_bridge::Bridge::open(
+            bridge_config,
+            aggregator.clone(),
+            registration.clone(),
+            clock.clone(),
+        )
+        .await
+        .context("cannot open the bridge database")?,
+    );
     let folder = aggregator.start_folder();
     let billing_url = args.database_url("billing");
     prepare_sqlite_dir(&billing_url)?;
@@ -252,10 +338,12 @@ pub(crate) async fn serve_all(
         .context("cannot open the billing database")?,
     );
     let closer = billing.start_closer();
+    let bridge_loop = bridge.start();
     let readiness = AllReady(vec![
         ("usage", aggregator.clone() as Arc<dyn Readiness>),
         ("registration", registration.clone() as Arc<dyn Readiness>),
         ("billing", billing.clone() as Arc<dyn Readiness>),
+        ("bridge", bridge.clone() as Arc<dyn Readiness>),
     ]);
     let backends = tally_gateway::Backends {
         ownership: tally_gateway::OwnershipCache::UntilChanged(registration.subscription_changes()),
@@ -263,6 +351,7 @@ pub(crate) async fn serve_all(
         registration,
         clock: Arc::new(tally_gateway::ProcessClock::new(clock)),
         billing: Some(billing),
+        bridge,
         readiness: Arc::new(readiness),
     };
     let result = with_metrics("tally", &args.ops, async {
@@ -270,6 +359,7 @@ pub(crate) async fn serve_all(
     })
     .await;
     closer.abort();
+    bridge_loop.stop().await;
     folder.stop().await;
     result
 }

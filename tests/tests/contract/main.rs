@@ -3,6 +3,7 @@
 
 mod access;
 mod billing;
+mod bridge;
 mod clock;
 mod csp;
 mod errors;

@@ -22,8 +22,10 @@
 //! - Billing: operators create price sheets and adjustments and read every statement; a tenant
 //!   reads its own statements, adjustments and charges only (anything else is
 //!   `StatementNotVisible`), and the default and its own price sheets.
+//! - The usage bridge (status, uploads, retry): operators only.
 
 mod billing;
+mod bridge;
 mod clock;
 mod ownership;
 mod registration;
@@ -34,6 +36,7 @@ use tally_proto::status;
 use tonic::{Request, Status};
 
 pub(crate) use billing::GuardedBilling;
+pub(crate) use bridge::GuardedBridge;
 pub(crate) use clock::GuardedClock;
 pub use ownership::{OWNERSHIP_TTL, OwnershipCache};
 pub(crate) use ownership::{Owner, Ownership};

@@ -12,6 +12,7 @@
 //! and name fields, query parameters and JSON members by their proto JSON names.
 
 mod billing;
+mod bridge;
 mod caller;
 mod clock;
 mod error;
@@ -37,7 +38,7 @@ pub(crate) use error::{FieldNames, RestError, RestResult};
 use path::PathParams;
 
 use crate::auth::TokenSubject;
-use crate::guard::{GuardedClock, GuardedRegistration, GuardedUsage};
+use crate::guard::{GuardedBridge, GuardedClock, GuardedRegistration, GuardedUsage};
 use crate::principal::Principal;
 
 /// What the REST handlers call: the guards, never the services behind them.
@@ -47,6 +48,7 @@ pub(crate) struct RestState {
     clock: Arc<GuardedClock>,
     /// The billing service's guard, when the gateway fronts one.
     billing: Option<Arc<dyn tally_proto::billing_api::BillingApi>>,
+    bridge: Arc<GuardedBridge>,
     meters: usage::MeterNames,
 }
 
@@ -56,12 +58,14 @@ impl RestState {
         registration: Arc<GuardedRegistration>,
         clock: Arc<GuardedClock>,
         billing: Option<Arc<dyn tally_proto::billing_api::BillingApi>>,
+        bridge: Arc<GuardedBridge>,
     ) -> Self {
         Self {
             usage,
             registration,
             clock,
             billing,
+            bridge,
             meters: usage::MeterNames::default(),
         }
     }
@@ -124,6 +128,16 @@ const ROUTES: &[Route] = &[
         method: Method::GET,
         template: "/clock/v1/time",
         handler: |c| Box::pin(clock::time(c)),
+    },
+    Route {
+        method: Method::GET,
+        template: "/bridge/v1/status",
+        handler: |c| Box::pin(bridge::status(c)),
+    },
+    Route {
+        method: Method::GET,
+        template: "/bridge/v1/uploads",
+        handler: |c| Box::pin(bridge::uploads(c)),
     },
     Route {
         method: Method::GET,

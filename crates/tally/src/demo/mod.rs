@@ -4,9 +4,11 @@
 //! disks, blob storage and public IP addresses. Providers backfill the last hours, retry some
 //! batches (duplicates), catch up on an old hour (late records), then keep posting the current
 //! hour's usage as it accrues. Chargeback prices the usage (`billing.rs`): on a manual clock the
-//! month closes and the final statement is printed.
+//! month closes and the final statement is printed. A reference commerce receiver runs beside
+//! it, and the usage bridge reports closed days to it (`commerce.rs`).
 
 mod billing;
+mod commerce;
 mod installation;
 mod providers;
 mod tour;
@@ -60,7 +62,7 @@ pub(crate) struct Backfill {
     pub(crate) posted_through: DateTime<Utc>,
 }
 
-pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
     let auth = crate::keys::auth_config(&args.auth, &args.data_dir)?;
     let secret = auth.shared_secrets.first().cloned().context(
         "the demo signs its own tokens: give it an HS256 key (--jwt-secret-file) or none",
@@ -69,6 +71,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let receiver = commerce::start_receiver(&mut args).await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server_args = args.clone();
     let server = tokio::spawn(async move {
@@ -98,6 +101,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(3 * args.fold_interval_ms.max(100))).await;
     tour::print(&args, addr, &channel, &tokens, &resources, &backfill).await?;
     billing::show(&with_token(&channel, &tokens.operator)).await?;
+    commerce::print(&args, addr, &channel, &tokens, receiver).await?;
 
     tokio::select! {
         _ = shutdown_signal() => {}
