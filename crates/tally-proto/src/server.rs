@@ -10,6 +10,7 @@ mod limits;
 mod listener;
 mod observe;
 mod operations;
+mod panics;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -120,6 +121,9 @@ impl Server {
             self.routes.routes().into_axum_router(),
             health,
         ));
+        // Innermost of the server's own layers: a panic is answered before limits and metrics
+        // see the response, so the permit is returned and the call is counted as INTERNAL.
+        let router = panics::layer(router, self.name);
         let router = match options.tls {
             Some(_) => router.layer(axum::middleware::from_fn(listener::mark_over_tls)),
             None => router,
@@ -245,5 +249,89 @@ mod tests {
             .await
             .expect("woken by the clock, not by the hour-long interval")
             .expect("the tick task ran");
+    }
+
+    struct Ready;
+
+    #[tonic::async_trait]
+    impl super::Readiness for Ready {
+        async fn check(&self) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    /// A served `Server` whose test-only routes panic answers INTERNAL over gRPC and a 500 JSON
+    /// error over REST, and keeps serving.
+    #[tokio::test]
+    async fn a_panicking_handler_is_answered_internal_and_the_server_keeps_serving() {
+        use axum::routing::{get, post};
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+        fn bug() -> &'static str {
+            panic!("a test-only handler's bug")
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = super::Server::new("panics-test", &[], std::sync::Arc::new(Ready));
+        let served = tokio::spawn(async move {
+            let options = super::Options::default();
+            let stopped = async move {
+                let _ = stopped.await;
+            };
+            server
+                .serve_with(listener, stopped, &options, |router| {
+                    router
+                        .route("/tally.test.v1.Panics/Now", post(|| async { bug() }))
+                        .route("/panics", get(|| async { bug() }))
+                })
+                .await
+        });
+
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        for _ in 0..2 {
+            let mut grpc = tonic::client::Grpc::new(channel.clone());
+            grpc.ready().await.unwrap();
+            let err = grpc
+                .unary::<(), (), _>(
+                    tonic::Request::new(()),
+                    axum::http::uri::PathAndQuery::from_static("/tally.test.v1.Panics/Now"),
+                    tonic_prost::ProstCodec::<(), ()>::default(),
+                )
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), tonic::Code::Internal, "{err:?}");
+            assert_eq!(crate::status::reason(&err).as_deref(), Some("Internal"));
+        }
+
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /panics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 500"), "{answer}");
+        assert!(
+            answer.contains(r#""code":"InternalServerError""#),
+            "{answer}"
+        );
+
+        // Still serving: the operations endpoint answers on the same server.
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+        stop.send(()).unwrap();
+        served.await.unwrap().unwrap();
     }
 }
