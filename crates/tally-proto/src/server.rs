@@ -25,20 +25,25 @@ pub use limits::Limits;
 pub use listener::{OverTls, Tls};
 pub use operations::serve_metrics;
 
-pub fn reflection_v1() -> v1::ServerReflectionServer<impl v1::ServerReflection> {
+/// Reflection over Tally's and health's descriptor sets; `None` only if the sets embedded at
+/// build time were invalid (a unit test builds both).
+pub fn reflection_v1() -> Option<v1::ServerReflectionServer<impl v1::ServerReflection>> {
     tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
-        .expect("the embedded descriptor sets are valid")
+        .ok()
 }
 
-pub fn reflection_v1alpha() -> v1alpha::ServerReflectionServer<impl v1alpha::ServerReflection> {
+/// Reflection over Tally's and health's descriptor sets; `None` only if the sets embedded at
+/// build time were invalid (a unit test builds both).
+pub fn reflection_v1alpha()
+-> Option<v1alpha::ServerReflectionServer<impl v1alpha::ServerReflection>> {
     tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
-        .expect("the embedded descriptor sets are valid")
+        .ok()
 }
 
 /// How a server guards itself: its limits, and TLS when configured.
@@ -74,9 +79,12 @@ impl Server {
         readiness: Arc<dyn Readiness>,
     ) -> Server {
         let mut routes = Routes::builder();
-        routes
-            .add_service(reflection_v1())
-            .add_service(reflection_v1alpha());
+        if let Some(v1) = reflection_v1() {
+            routes.add_service(v1);
+        }
+        if let Some(v1alpha) = reflection_v1alpha() {
+            routes.add_service(v1alpha);
+        }
         Server {
             name,
             routes,
@@ -249,6 +257,11 @@ mod tests {
             .await
             .expect("woken by the clock, not by the hour-long interval")
             .expect("the tick task ran");
+    }
+
+    #[test]
+    fn the_embedded_descriptor_sets_serve_reflection() {
+        assert!(super::reflection_v1().is_some() && super::reflection_v1alpha().is_some());
     }
 
     struct Ready;
