@@ -321,6 +321,10 @@ async fn kill_and_restart(backend: Backend) {
         .collect();
     let mut acknowledged = 0;
     let mut kills = 0;
+    // What the kills did, as the caller saw it: each failed its stream with UNAVAILABLE, and each
+    // resend reported the batch it had already acknowledged as duplicates.
+    let mut unavailable = 0;
+    let mut duplicates = 0;
     while acknowledged < BATCHES {
         let from = acknowledged.saturating_sub(1);
         let mut responses = UsageIngestionClient::new(channel.clone())
@@ -331,7 +335,8 @@ async fn kill_and_restart(backend: Backend) {
         let mut index = from;
         loop {
             match responses.message().await {
-                Ok(Some(_)) => {
+                Ok(Some(response)) => {
+                    duplicates += response.duplicates as usize;
                     index += 1;
                     acknowledged = acknowledged.max(index);
                     if kills < 2 && index == from + 5 {
@@ -340,9 +345,17 @@ async fn kill_and_restart(backend: Backend) {
                         kills += 1;
                     }
                 }
-                Ok(None) => break,
+                Ok(None) => {
+                    // Only a stream with every batch answered ends without an error.
+                    assert_eq!(
+                        index, BATCHES,
+                        "a stream ended cleanly with batches unanswered"
+                    );
+                    break;
+                }
                 Err(e) => {
                     assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+                    unavailable += 1;
                     break;
                 }
             }
@@ -354,6 +367,14 @@ async fn kill_and_restart(backend: Backend) {
         }
     }
     assert_eq!(kills, 2);
+    assert!(
+        unavailable >= kills,
+        "every kill reached the caller as UNAVAILABLE: {unavailable}"
+    );
+    assert!(
+        duplicates >= kills * PER_BATCH,
+        "each resend reports its acknowledged batch as duplicates: {duplicates}"
+    );
 
     let mut admin = UsageAdminClient::new(channel.clone());
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
