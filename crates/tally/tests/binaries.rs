@@ -426,3 +426,103 @@ async fn kill_9_of_the_aggregator_mid_stream_loses_and_double_counts_nothing_on_
 async fn kill_9_of_the_aggregator_mid_stream_loses_and_double_counts_nothing_on_postgres() {
     kill_and_restart(Backend::Postgres).await;
 }
+
+/// SIGTERM mid-stream: the aggregator stops accepting connections at once, answers every batch
+/// of the stream already open, exits cleanly within 10 s, and every acknowledged batch is stored
+/// when it starts again.
+async fn sigterm_drains_in_flight_batches(backend: Backend) {
+    const BATCHES: usize = 12;
+    const PER_BATCH: usize = 200;
+    let db = TestDatabase::new(backend).await;
+    let usage_url = db.usage_url();
+    let args = ["--listen", ANY_PORT, "--database-url", &usage_url];
+    let (process, aggregator) = start(env!("CARGO_BIN_EXE_tally-aggregator"), &args);
+    assert_serving(aggregator, USAGE_SERVICES).await;
+
+    let hour = Granularity::Hourly.bucket_start(Utc::now()) - Span::hours(1);
+    let batches: Vec<PostUsageRequest> = (0..BATCHES)
+        .map(|b| {
+            batch(
+                (0..PER_BATCH)
+                    .map(|i| {
+                        record(
+                            &format!("t{b}-{i}"),
+                            SUB_A,
+                            meters::BASE_VM_SIZE_HOURS,
+                            &format!("vm{}", i % 10),
+                            "1",
+                            hour,
+                        )
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let mut responses = UsageIngestionClient::new(connect(aggregator).await)
+        .stream_usage(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    let mut acknowledged = 0;
+    let (first, rest) = batches.split_at(BATCHES / 2);
+    for b in first {
+        tx.send(b.clone()).await.unwrap();
+        responses.message().await.unwrap().expect("an answer");
+        acknowledged += 1;
+    }
+
+    // SIGTERM with the stream open and half its batches still to come.
+    let signalled = std::time::Instant::now();
+    let exited = tokio::task::spawn_blocking(move || process.terminate());
+    let refused =
+        tally_spawn::poll_until(Duration::from_secs(5), Duration::from_millis(20), || {
+            std::net::TcpStream::connect(aggregator).err()
+        });
+    assert!(
+        refused.is_some(),
+        "still accepting connections 5 s after SIGTERM"
+    );
+    for b in rest {
+        tx.send(b.clone()).await.unwrap();
+        let answer = responses
+            .message()
+            .await
+            .expect("the open stream is served");
+        assert_eq!(answer.expect("an answer").accepted as usize, PER_BATCH);
+        acknowledged += 1;
+    }
+    drop(tx);
+    assert!(responses.message().await.unwrap().is_none());
+    let status = tokio::time::timeout(Duration::from_secs(10), exited)
+        .await
+        .expect("exited within 10 s of SIGTERM")
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(signalled.elapsed() < Duration::from_secs(10));
+    assert_eq!(acknowledged, BATCHES);
+
+    // Everything acknowledged is durable.
+    let (_process, aggregator) = start(env!("CARGO_BIN_EXE_tally-aggregator"), &args);
+    let mut admin = UsageAdminClient::new(connect(aggregator).await);
+    let status = admin
+        .get_pipeline_status(GetPipelineStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.records_stored, (BATCHES * PER_BATCH) as u64);
+    drop(_process);
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_batches_on_sqlite() {
+    sigterm_drains_in_flight_batches(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+#[cfg_attr(not(postgres_tests), ignore = "TALLY_TEST_POSTGRES_URL is not set")]
+async fn sigterm_drains_in_flight_batches_on_postgres() {
+    sigterm_drains_in_flight_batches(Backend::Postgres).await;
+}
