@@ -1,6 +1,6 @@
 //! The binaries as users start them: each service alone answers health checks, reflection lists
-//! the services (checked with the real grpcurl), and `kill -9` of the aggregator mid-stream loses
-//! and double-counts nothing.
+//! the services (checked with the real grpcurl), `kill -9` of the aggregator mid-stream loses
+//! and double-counts nothing, and SIGTERM drains the open stream before exiting.
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
