@@ -145,6 +145,9 @@ impl Aggregator {
         }
         let batch = validate_batch(inputs, |m| self.store.meter(m).is_some(), now)?;
         let outcome = self.store.ingest(batch.records, now).await?;
+        // Committed, not yet acknowledged: crash tests hold a batch here and kill the process.
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("ingest-after-commit");
         Ok(pb::PostUsageResponse {
             accepted: outcome.accepted,
             duplicates: outcome.duplicates + batch.repeated_in_batch,

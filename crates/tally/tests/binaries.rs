@@ -526,3 +526,139 @@ async fn sigterm_drains_in_flight_batches_on_sqlite() {
 async fn sigterm_drains_in_flight_batches_on_postgres() {
     sigterm_drains_in_flight_batches(Backend::Postgres).await;
 }
+
+/// The race a crash test must prove: a batch committed but never acknowledged. The
+/// `ingest-after-commit` failpoint holds the third batch after its commit; the aggregator is
+/// killed with `kill -9` while holding it. The caller sees UNAVAILABLE, and the same batch sent
+/// again is reported as duplicates, stored once.
+#[cfg(feature = "failpoints")]
+async fn a_batch_committed_but_not_acknowledged_comes_back_as_duplicates(backend: Backend) {
+    const PER_BATCH: usize = 300;
+    let db = TestDatabase::new(backend).await;
+    let usage_url = db.usage_url();
+    let aggregator_args = |listen: &str| -> Vec<String> {
+        ["--listen", listen, "--database-url", &usage_url]
+            .map(String::from)
+            .to_vec()
+    };
+    let held = Listening::start(
+        Command::new(env!("CARGO_BIN_EXE_tally-aggregator"))
+            .args(aggregator_args(ANY_PORT))
+            .env("RUST_LOG", "warn")
+            // Two batches pass; every later one is held after its commit.
+            .env("FAILPOINTS", "ingest-after-commit=2*off->sleep(60000)")
+            .stderr(Stdio::inherit()),
+    )
+    .unwrap();
+    let aggregator = held.addr();
+    let (key_file, token) = key_and_token(db.dir());
+    let (_g, gateway) = start(
+        env!("CARGO_BIN_EXE_tally-gateway"),
+        &[
+            "--listen",
+            ANY_PORT,
+            "--aggregator-url",
+            &format!("http://{aggregator}"),
+            "--jwt-secret-file",
+            &key_file,
+        ],
+    );
+    assert_serving(aggregator, USAGE_SERVICES).await;
+    let channel = with_token(connect(gateway).await, &token);
+    let hour = Granularity::Hourly.bucket_start(Utc::now()) - Span::hours(1);
+    let batch_of = |b: usize| {
+        batch(
+            (0..PER_BATCH)
+                .map(|i| {
+                    record(
+                        &format!("f{b}-{i}"),
+                        SUB_A,
+                        meters::BASE_VM_SIZE_HOURS,
+                        &format!("vm{}", i % 10),
+                        "1",
+                        hour,
+                    )
+                })
+                .collect(),
+        )
+    };
+    let mut ingestion = UsageIngestionClient::new(channel.clone());
+    for b in 0..2 {
+        let r = ingestion
+            .post_usage(batch_of(b))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.accepted as usize, PER_BATCH);
+    }
+    let mut held_call = UsageIngestionClient::new(channel.clone());
+    let third_batch = batch_of(2);
+    let third = tokio::spawn(async move { held_call.post_usage(third_batch).await });
+
+    // Wait until the third batch is committed (it is held before its answer), then kill.
+    let mut admin = UsageAdminClient::new(with_token(connect(gateway).await, &token));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = admin
+            .get_pipeline_status(GetPipelineStatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        if status.records_stored == (3 * PER_BATCH) as u64 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the third batch was never committed: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!third.is_finished(), "the third batch was answered");
+    drop(held); // SIGKILL while the committed batch waits for its answer.
+    let err = tokio::time::timeout(Duration::from_secs(30), third)
+        .await
+        .expect("the caller learns of the crash")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+
+    let (_restarted, _) = start(
+        env!("CARGO_BIN_EXE_tally-aggregator"),
+        &aggregator_args(&aggregator.to_string())
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert_serving(aggregator, USAGE_SERVICES).await;
+    let resent = UsageIngestionClient::new(channel.clone())
+        .post_usage(batch_of(2))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (resent.accepted, resent.duplicates as usize),
+        (0, PER_BATCH),
+        "the committed batch is reported as duplicates"
+    );
+    let status = UsageAdminClient::new(channel)
+        .get_pipeline_status(GetPipelineStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.records_stored, (3 * PER_BATCH) as u64);
+    drop(_restarted);
+    db.cleanup().await;
+}
+
+#[cfg(feature = "failpoints")]
+#[tokio::test]
+async fn a_batch_committed_but_not_acknowledged_comes_back_as_duplicates_on_sqlite() {
+    a_batch_committed_but_not_acknowledged_comes_back_as_duplicates(Backend::Sqlite).await;
+}
+
+#[cfg(feature = "failpoints")]
+#[tokio::test]
+#[cfg_attr(not(postgres_tests), ignore = "TALLY_TEST_POSTGRES_URL is not set")]
+async fn a_batch_committed_but_not_acknowledged_comes_back_as_duplicates_on_postgres() {
+    a_batch_committed_but_not_acknowledged_comes_back_as_duplicates(Backend::Postgres).await;
+}
