@@ -546,7 +546,7 @@ async fn a_batch_committed_but_not_acknowledged_comes_back_as_duplicates(backend
             .args(aggregator_args(ANY_PORT))
             .env("RUST_LOG", "warn")
             // Two batches pass; every later one is held after its commit.
-            .env("FAILPOINTS", "ingest-after-commit=2*off->sleep(60000)")
+            .env("FAILPOINTS", "ingest-after-commit=2*off->return(60000)")
             .stderr(Stdio::inherit()),
     )
     .unwrap();
