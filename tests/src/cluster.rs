@@ -538,10 +538,16 @@ impl Cluster {
     /// Starts the remote aggregator again, on the same address and database.
     pub async fn restart_aggregator(&mut self) {
         let addr = self.aggregator_addr.expect("a remote aggregator");
+        // The old listener's port frees as soon as its task is gone; a port still taken after
+        // the deadline is a hang to report, not to wait out.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
         let listener = loop {
             match TcpListener::bind(addr).await {
                 Ok(listener) => break listener,
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("cannot rebind the aggregator's address {addr} within 30 s: {e}"),
             }
         };
         self.start_remote_aggregator(listener).await;

@@ -4,6 +4,17 @@
 //! [`Aggregator`] implements [`tally_proto::usage_api::UsageApi`]; [`serve`] runs it as a gRPC
 //! server, and `tally serve` hands the same object to the gateway in-process.
 
+// Request paths never panic: errors are typed. Tests may unwrap.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
 mod error;
 mod folder;
 mod service;

@@ -145,6 +145,19 @@ impl Aggregator {
         }
         let batch = validate_batch(inputs, |m| self.store.meter(m).is_some(), now)?;
         let outcome = self.store.ingest(batch.records, now).await?;
+        // Committed, not yet acknowledged: crash tests hold a batch here and kill the process.
+        // `return(ms)` holds it for ms, asleep without blocking a worker thread.
+        #[cfg(feature = "failpoints")]
+        {
+            let hold = (|| {
+                fail::fail_point!("ingest-after-commit", |ms| ms
+                    .and_then(|ms| ms.parse::<u64>().ok()));
+                None
+            })();
+            if let Some(ms) = hold {
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            }
+        }
         Ok(pb::PostUsageResponse {
             accepted: outcome.accepted,
             duplicates: outcome.duplicates + batch.repeated_in_batch,

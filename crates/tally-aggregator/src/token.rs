@@ -8,7 +8,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha2::{Digest as _, Sha256};
 use tally_store::usage::{RowKey, UnixSeconds};
 
 const VERSION: u8 = 1;
@@ -16,17 +16,33 @@ const MAC_BYTES: usize = 16;
 const TOKEN_BYTES: usize = 1 + 32 + MAC_BYTES;
 
 pub(crate) struct TokenKey {
-    secret: Vec<u8>,
+    /// HMAC-SHA256 keyed with the secret, cloned for each token.
+    keyed: Hmac<Sha256>,
 }
 
 impl TokenKey {
     pub(crate) fn new(secret: Vec<u8>) -> Self {
-        Self { secret }
+        // HMAC's own key block (RFC 2104): the secret, or its hash when longer than a block,
+        // padded with zeros. Keying from the block is infallible and the same MAC as keying from
+        // the secret itself.
+        let mut block = hmac::digest::Key::<Hmac<Sha256>>::default();
+        let hashed;
+        let key: &[u8] = if secret.len() > block.len() {
+            hashed = Sha256::digest(&secret);
+            &hashed
+        } else {
+            &secret
+        };
+        for (slot, byte) in block.iter_mut().zip(key) {
+            *slot = *byte;
+        }
+        Self {
+            keyed: <Hmac<Sha256> as hmac::digest::KeyInit>::new(&block),
+        }
     }
 
     fn mac(&self, query: &[u8], body: &[u8]) -> Hmac<Sha256> {
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC accepts keys of any length");
+        let mut mac = self.keyed.clone();
         mac.update(&(query.len() as u64).to_le_bytes());
         mac.update(query);
         mac.update(body);
@@ -46,25 +62,28 @@ impl TokenKey {
             body.extend_from_slice(&part.to_be_bytes());
         }
         let tag = self.mac(query, &body).finalize().into_bytes();
-        body.extend_from_slice(&tag[..MAC_BYTES]);
+        body.extend(tag.iter().take(MAC_BYTES));
         URL_SAFE_NO_PAD.encode(body)
     }
 
     /// The row key in `token`, if it was issued for `query` and not altered.
     pub(crate) fn verify(&self, query: &[u8], token: &str) -> Option<RowKey> {
         let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
-        if bytes.len() != TOKEN_BYTES || bytes[0] != VERSION {
+        if bytes.len() != TOKEN_BYTES || bytes.first() != Some(&VERSION) {
             return None;
         }
         let (body, tag) = bytes.split_at(TOKEN_BYTES - MAC_BYTES);
         self.mac(query, body).verify_truncated_left(tag).ok()?;
-        let part =
-            |i: usize| i64::from_be_bytes(body[1 + 8 * i..9 + 8 * i].try_into().expect("8 bytes"));
+        let part = |i: usize| {
+            body.get(1 + 8 * i..9 + 8 * i)
+                .and_then(|bytes| bytes.try_into().ok())
+                .map(i64::from_be_bytes)
+        };
         Some(RowKey {
-            usage_bucket: UnixSeconds::from_stored(part(0)),
-            subscription_key: part(1),
-            meter_key: part(2),
-            instance_key: part(3),
+            usage_bucket: UnixSeconds::from_stored(part(0)?),
+            subscription_key: part(1)?,
+            meter_key: part(2)?,
+            instance_key: part(3)?,
         })
     }
 }
@@ -79,6 +98,22 @@ mod tests {
             subscription_key: 7,
             meter_key: 12,
             instance_key: 99,
+        }
+    }
+
+    /// Keying from HMAC's key block gives the MAC of keying from the secret itself, short or
+    /// long, so tokens issued before stay valid.
+    #[test]
+    fn the_key_block_is_the_secret_s_hmac() {
+        for secret in [b"secret".to_vec(), vec![7u8; 64], vec![9u8; 200]] {
+            let mut expected = Hmac::<Sha256>::new_from_slice(&secret).unwrap();
+            expected.update(b"body");
+            let mut ours = TokenKey::new(secret).keyed;
+            ours.update(b"body");
+            assert_eq!(
+                ours.finalize().into_bytes(),
+                expected.finalize().into_bytes()
+            );
         }
     }
 

@@ -8,6 +8,17 @@
 //! server; `tally serve` hands the same object to the gateway in-process. Exports are built from
 //! [`Billing::rated_rows`].
 
+// Request paths never panic: errors are typed. Tests may unwrap.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
 mod api;
 mod error;
 pub mod money;

@@ -37,9 +37,10 @@ impl BillingPeriod {
 
     /// First instant (inclusive).
     pub fn start(self) -> DateTime<Utc> {
+        // A period is only built from a valid year and month, whose first day exists.
         Utc.with_ymd_and_hms(self.year, self.month, 1, 0, 0, 0)
             .single()
-            .expect("the first of a month exists")
+            .unwrap_or_default()
     }
 
     /// First instant after the period (exclusive).

@@ -64,7 +64,7 @@ impl SheetBook {
         let latest = |tenant: &str| {
             let sheets = self.by_tenant.get(tenant)?;
             let after = sheets.partition_point(|s| s.effective_from <= hour);
-            after.checked_sub(1).map(|i| &sheets[i])
+            after.checked_sub(1).and_then(|i| sheets.get(i))
         };
         (!tenant_id.is_empty())
             .then(|| latest(tenant_id))

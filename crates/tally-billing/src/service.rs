@@ -914,7 +914,9 @@ impl Billing {
             }
             .into());
         }
-        let effective_from = effective_from.expect("validated");
+        let Some(effective_from) = effective_from else {
+            return Err(invalid("price_sheet.effective_from", "is required").into());
+        };
         self.refuse_if_closed(
             BillingPeriod::of(effective_from),
             "price_sheet.effective_from",
@@ -997,7 +999,9 @@ impl Billing {
             }
             .into());
         }
-        let period = period.expect("validated");
+        let (Some(period), Ok(amount)) = (period, Price::parse(&adjustment.amount, true)) else {
+            return Err(invalid("adjustment", "is not valid").into());
+        };
         self.refuse_if_closed(period, "adjustment.billing_period")
             .await?;
         let row = AdjustmentRow {
@@ -1005,9 +1009,7 @@ impl Billing {
             tenant_id: adjustment.tenant_id,
             subscription_id: adjustment.subscription_id,
             billing_period: period.to_string(),
-            amount: Price::parse(&adjustment.amount, true)
-                .expect("validated")
-                .to_string(),
+            amount: amount.to_string(),
             reason: adjustment.reason,
             created_by: adjustment.created_by,
             created_time: micros(self.clock.now()),

@@ -9,6 +9,17 @@
 //! [`RegistrationApi`]): in-process inside `tally serve`, over gRPC when run alone ([`serve`]).
 //! [`Bridge`] implements [`tally_proto::bridge_api::BridgeApi`] for operators.
 
+// Request paths never panic: errors are typed. Tests may unwrap.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
 mod error;
 mod seal;
 mod service;

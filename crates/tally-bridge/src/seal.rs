@@ -116,11 +116,9 @@ impl Bridge {
             by_subscription: HashMap::new(),
             by_tenant: HashMap::new(),
         };
-        let start = Utc.timestamp_opt(day, 0).single().expect("a day in range");
-        let end = Utc
-            .timestamp_opt(day + DAY, 0)
-            .single()
-            .expect("a day in range");
+        // Days come from `complete_through`, a time the usage service holds: always in range.
+        let start = Utc.timestamp_opt(day, 0).single().unwrap_or_default();
+        let end = Utc.timestamp_opt(day + DAY, 0).single().unwrap_or_default();
         let mut batch: Vec<CommerceUsageRecord> = Vec::with_capacity(BATCH_RECORDS);
         let mut index = 0u32;
         let mut rows = 0u64;

@@ -141,8 +141,15 @@ impl Bridge {
         }
     }
 
+    /// The uploader's state; a panic elsewhere cannot leave it unusable (it holds plain values).
+    pub(crate) fn uploader(&self) -> std::sync::MutexGuard<'_, UploaderState> {
+        self.uploader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn until_next_attempt(&self) -> Option<Duration> {
-        let next = self.uploader.lock().unwrap().next_attempt?;
+        let next = self.uploader().next_attempt?;
         Some(next.duration_since(SystemTime::now()).unwrap_or_default())
     }
 
@@ -151,7 +158,7 @@ impl Bridge {
         let summary = self.store.summary().await?;
         tally_proto::metrics::bridge_backlog(summary.pending, summary.parked);
         let (last_error, next_attempt, failing) = {
-            let uploader = self.uploader.lock().unwrap();
+            let uploader = self.uploader();
             (
                 uploader.last_error.clone(),
                 uploader.next_attempt,
@@ -380,7 +387,7 @@ impl BridgeApi for Bridge {
         }
         {
             // The operator fixed the cause: try at once, not after the backoff.
-            let mut uploader = self.uploader.lock().unwrap();
+            let mut uploader = self.uploader();
             uploader.next_attempt = None;
             uploader.backoff = None;
         }

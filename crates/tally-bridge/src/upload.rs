@@ -79,7 +79,7 @@ impl Bridge {
                     }
                     let now = self.clock.now().timestamp();
                     self.store.acknowledge(&batch_id, now).await?;
-                    let mut uploader = self.uploader.lock().unwrap();
+                    let mut uploader = self.uploader();
                     uploader.last_error.clear();
                     uploader.next_attempt = None;
                     uploader.backoff = None;
@@ -87,7 +87,7 @@ impl Bridge {
                 Err(status) if is_transient(&status) => {
                     let error = format!("{:?}: {}", status.code(), status.message());
                     self.store.fail(&batch_id, &error, false).await?;
-                    let mut uploader = self.uploader.lock().unwrap();
+                    let mut uploader = self.uploader();
                     let backoff = uploader
                         .backoff
                         .map_or(self.config.backoff_initial, |b| b * 2)
@@ -102,7 +102,7 @@ impl Bridge {
                     let error = format!("{:?}: {}", status.code(), status.message());
                     tracing::error!(%batch_id, %error, "upload refused; batch parked");
                     self.store.fail(&batch_id, &error, true).await?;
-                    self.uploader.lock().unwrap().last_error = error;
+                    self.uploader().last_error = error;
                 }
             }
         }

@@ -6,6 +6,17 @@
 //! (`CommerceReceiver/SetFailure`) for outages and permanent refusals. `CommerceReceiver` also
 //! lists the totals the tests and the demo read.
 
+// Request paths never panic: errors are typed. Tests may unwrap.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -104,7 +115,10 @@ impl Receiver {
 
     /// Fails on purpose, if the switch or the fail rate says so.
     fn fail_on_purpose(&self, day: i64) -> Result<(), Status> {
-        let failure = *self.failure.lock().unwrap();
+        let failure = *self
+            .failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let applies = failure.only_day.is_none_or(|only| only == day);
         let refusal = match failure.mode {
             pb::FailureMode::Unavailable if applies => Some(Status::unavailable(
@@ -135,7 +149,10 @@ impl Receiver {
 
     async fn state(&self) -> Result<pb::ReceiverState, Status> {
         let (batches, records) = self.store.counts().await.map_err(store_error)?;
-        let failure = *self.failure.lock().unwrap();
+        let failure = *self
+            .failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         Ok(pb::ReceiverState {
             batches,
             records,
@@ -372,7 +389,10 @@ impl ReceiverApi for Receiver {
                 ))
             })?),
         };
-        *self.failure.lock().unwrap() = Failure {
+        *self
+            .failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Failure {
             mode,
             only_day,
             fail_rate: r.fail_rate,

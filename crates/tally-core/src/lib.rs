@@ -4,6 +4,17 @@
 //! Architecture invariant: nothing here does I/O, knows protobuf, HTTP or a database. Inputs arrive
 //! as plain Rust values from the edges; outputs are plain values or typed errors.
 
+// Request paths never panic: errors are typed. Tests may unwrap.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
 pub mod error;
 pub mod guid;
 pub mod meter;

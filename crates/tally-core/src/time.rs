@@ -5,7 +5,7 @@
 
 use std::sync::Mutex;
 
-use chrono::{DateTime, Duration, DurationRound, TimeZone, Utc};
+use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use crate::error::{Reason, Rejection};
 
@@ -13,9 +13,24 @@ pub const HOUR_SECONDS: i64 = 3_600;
 pub const DAY_SECONDS: i64 = 86_400;
 
 /// Nanoseconds since the Unix epoch: how record times are hashed and stored. Validation keeps
-/// record times inside `i64` nanoseconds (years 1678 to 2262).
+/// record times inside `i64` nanoseconds (years 1678 to 2262, [`is_kept`]); a time outside
+/// saturates rather than panicking.
 pub fn unix_nanos(time: DateTime<Utc>) -> i64 {
-    time.timestamp_nanos_opt().unwrap_or(i64::MAX)
+    time.timestamp_nanos_opt()
+        .unwrap_or(if time.timestamp() < 0 {
+            i64::MIN
+        } else {
+            i64::MAX
+        })
+}
+
+/// The times Tally keeps, as the contract's errors spell them: what fits `i64` nanoseconds.
+pub const KEPT_TIMES: &str = "1677-09-21 to 2262-04-11";
+
+/// Whether Tally can keep `time`: it fits `i64` nanoseconds since the epoch ([`KEPT_TIMES`]).
+/// Every time a request brings is checked against this before any arithmetic on it.
+pub fn is_kept(time: DateTime<Utc>) -> bool {
+    time.timestamp_nanos_opt().is_some()
 }
 
 /// A timestamp as it arrives on the wire, before it is checked.
@@ -52,10 +67,17 @@ impl Granularity {
         unix_seconds.div_euclid(self.seconds()) * self.seconds()
     }
 
-    /// Start of the bucket holding `time`.
+    /// Start of the bucket holding `time`. Whole-second arithmetic, so it holds for every time
+    /// chrono can represent (chrono's `duration_trunc` fails outside `i64` nanoseconds).
     pub fn bucket_start(self, time: DateTime<Utc>) -> DateTime<Utc> {
-        time.duration_trunc(Duration::seconds(self.seconds()))
-            .expect("hour and day truncation of a valid UTC time cannot fail")
+        // chrono's earliest time is a midnight, so the bucket start is always representable.
+        DateTime::from_timestamp(self.bucket_of(time.timestamp()), 0).unwrap_or(time)
+    }
+
+    /// Start of the bucket after the one holding `time`, if it is representable.
+    pub fn next_bucket_start(self, time: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.bucket_start(time)
+            .checked_add_signed(Duration::seconds(self.seconds()))
     }
 
     pub fn is_aligned(self, time: DateTime<Utc>) -> bool {
@@ -123,6 +145,18 @@ impl ReportedWindow {
         })?;
         let end = end
             .ok_or_else(|| Rejection::field(Reason::InvalidProperty, fields.end, "is required"))?;
+        for (field, time) in [(fields.start, start), (fields.end, end)] {
+            if !is_kept(time) {
+                return Err(Rejection::field(
+                    Reason::InvalidProperty,
+                    field,
+                    format!(
+                        "{} is outside the times Tally keeps ({KEPT_TIMES})",
+                        time.to_rfc3339()
+                    ),
+                ));
+            }
+        }
         let boundary = match granularity {
             Granularity::Hourly => "an hour boundary (UTC)",
             Granularity::Daily => "midnight UTC for daily aggregation",
@@ -144,7 +178,7 @@ impl ReportedWindow {
             ));
         }
         let latest = if allow_incomplete {
-            granularity.bucket_start(now) + Duration::seconds(granularity.seconds())
+            granularity.next_bucket_start(now).unwrap_or(now)
         } else {
             now
         };
@@ -257,7 +291,7 @@ impl ManualClock {
     pub fn advance(&self, by: Duration) {
         let now = {
             let mut now = self.now.lock().unwrap_or_else(|e| e.into_inner());
-            *now += by;
+            *now = now.checked_add_signed(by).unwrap_or(*now);
             *now
         };
         self.moved(now);
@@ -444,6 +478,66 @@ mod tests {
         assert_eq!(clock.now(), t("2026-11-02T01:00:00Z"));
         assert_eq!(*seen.lock().unwrap(), vec![t("2026-11-02T01:00:00Z")]);
         assert!(clock.manual().is_some() && SystemClock.manual().is_none());
+    }
+
+    /// Issue 10's defect: these panicked in `bucket_start` (chrono's `duration_trunc` fails
+    /// outside `i64` nanoseconds) instead of refusing the field.
+    #[test]
+    fn windows_far_in_the_past_or_future_are_refused_naming_the_field() {
+        let now = "2026-11-27T13:30:00Z";
+        for (start, end, field) in [
+            (
+                "0001-01-01T00:00:00Z",
+                "2026-11-27T00:00:00Z",
+                "reported_start_time",
+            ),
+            (
+                "1677-01-01T00:00:00Z",
+                "2026-11-27T00:00:00Z",
+                "reported_start_time",
+            ),
+            (
+                "2300-01-01T00:00:00Z",
+                "2026-11-27T00:00:00Z",
+                "reported_start_time",
+            ),
+            (
+                "2026-11-26T00:00:00Z",
+                "2300-01-01T00:00:00Z",
+                "reported_end_time",
+            ),
+        ] {
+            for granularity in [Granularity::Hourly, Granularity::Daily] {
+                let err = ReportedWindow::validate(
+                    Some(t(start)),
+                    Some(t(end)),
+                    granularity,
+                    true,
+                    t(now),
+                    WindowFields::GRPC,
+                )
+                .unwrap_err();
+                assert_eq!(err.reason, Reason::InvalidProperty, "{start}..{end}");
+                assert!(err.message.contains(field), "{start}..{end}: {err:?}");
+            }
+        }
+        // Bucketing itself is total over chrono's whole range.
+        for time in [
+            DateTime::<Utc>::MIN_UTC,
+            DateTime::<Utc>::MAX_UTC,
+            t("0001-01-01T00:30:00Z"),
+        ] {
+            for granularity in [Granularity::Hourly, Granularity::Daily] {
+                let start = granularity.bucket_start(time);
+                assert!(start <= time && granularity.is_aligned(start));
+            }
+        }
+        assert_eq!(
+            Granularity::Daily.next_bucket_start(DateTime::<Utc>::MAX_UTC),
+            None
+        );
+        assert_eq!(unix_nanos(t("2300-01-01T00:00:00Z")), i64::MAX);
+        assert_eq!(unix_nanos(t("0001-01-01T00:00:00Z")), i64::MIN);
     }
 
     #[test]

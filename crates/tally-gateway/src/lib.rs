@@ -9,6 +9,17 @@
 //! Modules depend one way: `principal` <- `auth`, `guard` <- `rest` <- `http` <- this file;
 //! `portal` (static files) depends on none of them.
 
+// Request paths never panic: errors are typed. Tests may unwrap.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
 pub mod auth;
 mod clock;
 mod guard;

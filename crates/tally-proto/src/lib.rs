@@ -7,6 +7,17 @@
 //! Architecture invariant: this is the only crate that defines wire types. Services convert at
 //! their edges and keep prost types out of `tally-core` and `tally-store`.
 
+// Request paths never panic: errors are typed. Tests may unwrap.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
 pub mod bearer;
 pub mod billing_api;
 pub mod bridge_api;

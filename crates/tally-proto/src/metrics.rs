@@ -24,6 +24,7 @@ pub const REST_REQUEST_DURATION: &str = "tally_rest_request_duration_seconds";
 pub const REQUESTS_IN_FLIGHT: &str = "tally_requests_in_flight";
 pub const REQUESTS_REFUSED: &str = "tally_requests_refused_total";
 pub const AUTH_FAILURES: &str = "tally_auth_failures_total";
+pub const HANDLER_PANICS: &str = "tally_handler_panics_total";
 pub const READY: &str = "tally_ready";
 pub const USAGE_BATCHES: &str = "tally_usage_batches_total";
 pub const USAGE_RECORDS: &str = "tally_usage_records_total";
@@ -50,6 +51,10 @@ pub const NAMES: &[(&str, &str)] = &[
     (
         REQUESTS_REFUSED,
         "Requests refused for load (RESOURCE_EXHAUSTED / 503), by limit",
+    ),
+    (
+        HANDLER_PANICS,
+        "Handlers that panicked and were answered INTERNAL / 500, by listener",
     ),
     (
         AUTH_FAILURES,
@@ -161,6 +166,12 @@ pub fn requests_in_flight(listener: &'static str, count: usize) {
 pub fn request_refused(limit: &'static str) {
     installed();
     counter!(REQUESTS_REFUSED, "limit" => limit).increment(1);
+}
+
+/// A handler of `server` panicked; the caller got INTERNAL / 500.
+pub fn handler_panicked(server: &'static str) {
+    installed();
+    counter!(HANDLER_PANICS, "server" => server).increment(1);
 }
 
 /// The gateway refused a request's credentials for `reason`.

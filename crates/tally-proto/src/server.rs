@@ -10,6 +10,7 @@ mod limits;
 mod listener;
 mod observe;
 mod operations;
+mod panics;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -24,20 +25,25 @@ pub use limits::Limits;
 pub use listener::{OverTls, Tls};
 pub use operations::serve_metrics;
 
-pub fn reflection_v1() -> v1::ServerReflectionServer<impl v1::ServerReflection> {
+/// Reflection over Tally's and health's descriptor sets; `None` only if the sets embedded at
+/// build time were invalid (a unit test builds both).
+pub fn reflection_v1() -> Option<v1::ServerReflectionServer<impl v1::ServerReflection>> {
     tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
-        .expect("the embedded descriptor sets are valid")
+        .ok()
 }
 
-pub fn reflection_v1alpha() -> v1alpha::ServerReflectionServer<impl v1alpha::ServerReflection> {
+/// Reflection over Tally's and health's descriptor sets; `None` only if the sets embedded at
+/// build time were invalid (a unit test builds both).
+pub fn reflection_v1alpha()
+-> Option<v1alpha::ServerReflectionServer<impl v1alpha::ServerReflection>> {
     tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
-        .expect("the embedded descriptor sets are valid")
+        .ok()
 }
 
 /// How a server guards itself: its limits, and TLS when configured.
@@ -73,9 +79,12 @@ impl Server {
         readiness: Arc<dyn Readiness>,
     ) -> Server {
         let mut routes = Routes::builder();
-        routes
-            .add_service(reflection_v1())
-            .add_service(reflection_v1alpha());
+        if let Some(v1) = reflection_v1() {
+            routes.add_service(v1);
+        }
+        if let Some(v1alpha) = reflection_v1alpha() {
+            routes.add_service(v1alpha);
+        }
         Server {
             name,
             routes,
@@ -120,6 +129,9 @@ impl Server {
             self.routes.routes().into_axum_router(),
             health,
         ));
+        // Innermost of the server's own layers: a panic is answered before limits and metrics
+        // see the response, so the permit is returned and the call is counted as INTERNAL.
+        let router = panics::layer(router, self.name);
         let router = match options.tls {
             Some(_) => router.layer(axum::middleware::from_fn(listener::mark_over_tls)),
             None => router,
@@ -245,5 +257,94 @@ mod tests {
             .await
             .expect("woken by the clock, not by the hour-long interval")
             .expect("the tick task ran");
+    }
+
+    #[test]
+    fn the_embedded_descriptor_sets_serve_reflection() {
+        assert!(super::reflection_v1().is_some() && super::reflection_v1alpha().is_some());
+    }
+
+    struct Ready;
+
+    #[tonic::async_trait]
+    impl super::Readiness for Ready {
+        async fn check(&self) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    /// A served `Server` whose test-only routes panic answers INTERNAL over gRPC and a 500 JSON
+    /// error over REST, and keeps serving.
+    #[tokio::test]
+    async fn a_panicking_handler_is_answered_internal_and_the_server_keeps_serving() {
+        use axum::routing::{get, post};
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+        fn bug() -> &'static str {
+            panic!("a test-only handler's bug")
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = super::Server::new("panics-test", &[], std::sync::Arc::new(Ready));
+        let served = tokio::spawn(async move {
+            let options = super::Options::default();
+            let stopped = async move {
+                let _ = stopped.await;
+            };
+            server
+                .serve_with(listener, stopped, &options, |router| {
+                    router
+                        .route("/tally.test.v1.Panics/Now", post(|| async { bug() }))
+                        .route("/panics", get(|| async { bug() }))
+                })
+                .await
+        });
+
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        for _ in 0..2 {
+            let mut grpc = tonic::client::Grpc::new(channel.clone());
+            grpc.ready().await.unwrap();
+            let err = grpc
+                .unary::<(), (), _>(
+                    tonic::Request::new(()),
+                    axum::http::uri::PathAndQuery::from_static("/tally.test.v1.Panics/Now"),
+                    tonic_prost::ProstCodec::<(), ()>::default(),
+                )
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), tonic::Code::Internal, "{err:?}");
+            assert_eq!(crate::status::reason(&err).as_deref(), Some("Internal"));
+        }
+
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /panics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 500"), "{answer}");
+        assert!(
+            answer.contains(r#""code":"InternalServerError""#),
+            "{answer}"
+        );
+
+        // Still serving: the operations endpoint answers on the same server.
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+        stop.send(()).unwrap();
+        served.await.unwrap().unwrap();
     }
 }

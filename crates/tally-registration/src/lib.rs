@@ -6,6 +6,17 @@
 //! [`RegistrationService`] implements [`tally_proto::registration_api::RegistrationApi`]; [`serve`]
 //! runs it as a gRPC server and `tally serve` hands it to the gateway in-process.
 
+// Request paths never panic: errors are typed. Tests may unwrap.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
 mod error;
 mod service;
 

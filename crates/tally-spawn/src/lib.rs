@@ -3,6 +3,17 @@
 //! callers can pass `--listen 127.0.0.1:0`. Used by the binaries' tests, the benchmark and
 //! xtask; std only, so xtask stays light.
 
+// Request paths never panic: errors are typed. Tests may unwrap.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
 use std::io::{self, BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, ExitStatus, Stdio};

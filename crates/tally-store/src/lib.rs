@@ -7,6 +7,17 @@
 //! benchmark, which measures the database itself: the connection settings, [`sqlite_options`]
 //! and [`postgres_options`], and the stored row, [`usage::StoredRecord`].)
 
+// Request paths never panic: errors are typed. Tests may unwrap.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
 pub mod billing;
 pub mod bridge;
 mod db;

@@ -9,8 +9,15 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// With the `failpoints` feature, the failpoints the FAILPOINTS variable names (crash tests).
+fn failpoints() {
+    #[cfg(feature = "failpoints")]
+    std::mem::forget(fail::FailScenario::setup());
+}
+
 /// Runs the `tally` command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    failpoints();
     let runtime = runtime()?;
     let telemetry = {
         let _entered = runtime.enter();
@@ -39,6 +46,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Runs one service alone (the thin per-service binaries).
 pub fn run_service(which: Service) -> anyhow::Result<()> {
+    failpoints();
     let runtime = runtime()?;
     let telemetry = {
         let _entered = runtime.enter();

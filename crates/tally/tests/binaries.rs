@@ -1,6 +1,6 @@
 //! The binaries as users start them: each service alone answers health checks, reflection lists
-//! the services (checked with the real grpcurl), and `kill -9` of the aggregator mid-stream loses
-//! and double-counts nothing.
+//! the services (checked with the real grpcurl), `kill -9` of the aggregator mid-stream loses
+//! and double-counts nothing, and SIGTERM drains the open stream before exiting.
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -321,6 +321,10 @@ async fn kill_and_restart(backend: Backend) {
         .collect();
     let mut acknowledged = 0;
     let mut kills = 0;
+    // What the kills did, as the caller saw it: each failed its stream with UNAVAILABLE, and each
+    // resend reported the batch it had already acknowledged as duplicates.
+    let mut unavailable = 0;
+    let mut duplicates = 0;
     while acknowledged < BATCHES {
         let from = acknowledged.saturating_sub(1);
         let mut responses = UsageIngestionClient::new(channel.clone())
@@ -331,7 +335,8 @@ async fn kill_and_restart(backend: Backend) {
         let mut index = from;
         loop {
             match responses.message().await {
-                Ok(Some(_)) => {
+                Ok(Some(response)) => {
+                    duplicates += response.duplicates as usize;
                     index += 1;
                     acknowledged = acknowledged.max(index);
                     if kills < 2 && index == from + 5 {
@@ -340,9 +345,17 @@ async fn kill_and_restart(backend: Backend) {
                         kills += 1;
                     }
                 }
-                Ok(None) => break,
+                Ok(None) => {
+                    // Only a stream with every batch answered ends without an error.
+                    assert_eq!(
+                        index, BATCHES,
+                        "a stream ended cleanly with batches unanswered"
+                    );
+                    break;
+                }
                 Err(e) => {
                     assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+                    unavailable += 1;
                     break;
                 }
             }
@@ -354,6 +367,14 @@ async fn kill_and_restart(backend: Backend) {
         }
     }
     assert_eq!(kills, 2);
+    assert!(
+        unavailable >= kills,
+        "every kill reached the caller as UNAVAILABLE: {unavailable}"
+    );
+    assert!(
+        duplicates >= kills * PER_BATCH,
+        "each resend reports its acknowledged batch as duplicates: {duplicates}"
+    );
 
     let mut admin = UsageAdminClient::new(channel.clone());
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -404,4 +425,240 @@ async fn kill_9_of_the_aggregator_mid_stream_loses_and_double_counts_nothing_on_
 #[cfg_attr(not(postgres_tests), ignore = "TALLY_TEST_POSTGRES_URL is not set")]
 async fn kill_9_of_the_aggregator_mid_stream_loses_and_double_counts_nothing_on_postgres() {
     kill_and_restart(Backend::Postgres).await;
+}
+
+/// SIGTERM mid-stream: the aggregator stops accepting connections at once, answers every batch
+/// of the stream already open, exits cleanly within 10 s, and every acknowledged batch is stored
+/// when it starts again.
+async fn sigterm_drains_in_flight_batches(backend: Backend) {
+    const BATCHES: usize = 12;
+    const PER_BATCH: usize = 200;
+    let db = TestDatabase::new(backend).await;
+    let usage_url = db.usage_url();
+    let args = ["--listen", ANY_PORT, "--database-url", &usage_url];
+    let (process, aggregator) = start(env!("CARGO_BIN_EXE_tally-aggregator"), &args);
+    assert_serving(aggregator, USAGE_SERVICES).await;
+
+    let hour = Granularity::Hourly.bucket_start(Utc::now()) - Span::hours(1);
+    let batches: Vec<PostUsageRequest> = (0..BATCHES)
+        .map(|b| {
+            batch(
+                (0..PER_BATCH)
+                    .map(|i| {
+                        record(
+                            &format!("t{b}-{i}"),
+                            SUB_A,
+                            meters::BASE_VM_SIZE_HOURS,
+                            &format!("vm{}", i % 10),
+                            "1",
+                            hour,
+                        )
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let mut responses = UsageIngestionClient::new(connect(aggregator).await)
+        .stream_usage(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    let mut acknowledged = 0;
+    let (first, rest) = batches.split_at(BATCHES / 2);
+    for b in first {
+        tx.send(b.clone()).await.unwrap();
+        responses.message().await.unwrap().expect("an answer");
+        acknowledged += 1;
+    }
+
+    // SIGTERM with the stream open and half its batches still to come.
+    let signalled = std::time::Instant::now();
+    let exited = tokio::task::spawn_blocking(move || process.terminate());
+    let refused =
+        tally_spawn::poll_until(Duration::from_secs(5), Duration::from_millis(20), || {
+            std::net::TcpStream::connect(aggregator).err()
+        });
+    assert!(
+        refused.is_some(),
+        "still accepting connections 5 s after SIGTERM"
+    );
+    for b in rest {
+        tx.send(b.clone()).await.unwrap();
+        let answer = responses
+            .message()
+            .await
+            .expect("the open stream is served");
+        assert_eq!(answer.expect("an answer").accepted as usize, PER_BATCH);
+        acknowledged += 1;
+    }
+    drop(tx);
+    assert!(responses.message().await.unwrap().is_none());
+    let status = tokio::time::timeout(Duration::from_secs(10), exited)
+        .await
+        .expect("exited within 10 s of SIGTERM")
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(signalled.elapsed() < Duration::from_secs(10));
+    assert_eq!(acknowledged, BATCHES);
+
+    // Everything acknowledged is durable.
+    let (_process, aggregator) = start(env!("CARGO_BIN_EXE_tally-aggregator"), &args);
+    let mut admin = UsageAdminClient::new(connect(aggregator).await);
+    let status = admin
+        .get_pipeline_status(GetPipelineStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.records_stored, (BATCHES * PER_BATCH) as u64);
+    drop(_process);
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_batches_on_sqlite() {
+    sigterm_drains_in_flight_batches(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+#[cfg_attr(not(postgres_tests), ignore = "TALLY_TEST_POSTGRES_URL is not set")]
+async fn sigterm_drains_in_flight_batches_on_postgres() {
+    sigterm_drains_in_flight_batches(Backend::Postgres).await;
+}
+
+/// The race a crash test must prove: a batch committed but never acknowledged. The
+/// `ingest-after-commit` failpoint holds the third batch after its commit; the aggregator is
+/// killed with `kill -9` while holding it. The caller sees UNAVAILABLE, and the same batch sent
+/// again is reported as duplicates, stored once.
+#[cfg(feature = "failpoints")]
+async fn a_batch_committed_but_not_acknowledged_comes_back_as_duplicates(backend: Backend) {
+    const PER_BATCH: usize = 300;
+    let db = TestDatabase::new(backend).await;
+    let usage_url = db.usage_url();
+    let aggregator_args = |listen: &str| -> Vec<String> {
+        ["--listen", listen, "--database-url", &usage_url]
+            .map(String::from)
+            .to_vec()
+    };
+    let held = Listening::start(
+        Command::new(env!("CARGO_BIN_EXE_tally-aggregator"))
+            .args(aggregator_args(ANY_PORT))
+            .env("RUST_LOG", "warn")
+            // Two batches pass; every later one is held after its commit.
+            .env("FAILPOINTS", "ingest-after-commit=2*off->return(60000)")
+            .stderr(Stdio::inherit()),
+    )
+    .unwrap();
+    let aggregator = held.addr();
+    let (key_file, token) = key_and_token(db.dir());
+    let (_g, gateway) = start(
+        env!("CARGO_BIN_EXE_tally-gateway"),
+        &[
+            "--listen",
+            ANY_PORT,
+            "--aggregator-url",
+            &format!("http://{aggregator}"),
+            "--jwt-secret-file",
+            &key_file,
+        ],
+    );
+    assert_serving(aggregator, USAGE_SERVICES).await;
+    let channel = with_token(connect(gateway).await, &token);
+    let hour = Granularity::Hourly.bucket_start(Utc::now()) - Span::hours(1);
+    let batch_of = |b: usize| {
+        batch(
+            (0..PER_BATCH)
+                .map(|i| {
+                    record(
+                        &format!("f{b}-{i}"),
+                        SUB_A,
+                        meters::BASE_VM_SIZE_HOURS,
+                        &format!("vm{}", i % 10),
+                        "1",
+                        hour,
+                    )
+                })
+                .collect(),
+        )
+    };
+    let mut ingestion = UsageIngestionClient::new(channel.clone());
+    for b in 0..2 {
+        let r = ingestion
+            .post_usage(batch_of(b))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.accepted as usize, PER_BATCH);
+    }
+    let mut held_call = UsageIngestionClient::new(channel.clone());
+    let third_batch = batch_of(2);
+    let third = tokio::spawn(async move { held_call.post_usage(third_batch).await });
+
+    // Wait until the third batch is committed (it is held before its answer), then kill.
+    let mut admin = UsageAdminClient::new(with_token(connect(gateway).await, &token));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = admin
+            .get_pipeline_status(GetPipelineStatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        if status.records_stored == (3 * PER_BATCH) as u64 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the third batch was never committed: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!third.is_finished(), "the third batch was answered");
+    drop(held); // SIGKILL while the committed batch waits for its answer.
+    let err = tokio::time::timeout(Duration::from_secs(30), third)
+        .await
+        .expect("the caller learns of the crash")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+
+    let (_restarted, _) = start(
+        env!("CARGO_BIN_EXE_tally-aggregator"),
+        &aggregator_args(&aggregator.to_string())
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert_serving(aggregator, USAGE_SERVICES).await;
+    let resent = UsageIngestionClient::new(channel.clone())
+        .post_usage(batch_of(2))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (resent.accepted, resent.duplicates as usize),
+        (0, PER_BATCH),
+        "the committed batch is reported as duplicates"
+    );
+    let status = UsageAdminClient::new(channel)
+        .get_pipeline_status(GetPipelineStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.records_stored, (3 * PER_BATCH) as u64);
+    drop(_restarted);
+    db.cleanup().await;
+}
+
+#[cfg(feature = "failpoints")]
+#[tokio::test]
+async fn a_batch_committed_but_not_acknowledged_comes_back_as_duplicates_on_sqlite() {
+    a_batch_committed_but_not_acknowledged_comes_back_as_duplicates(Backend::Sqlite).await;
+}
+
+#[cfg(feature = "failpoints")]
+#[tokio::test]
+#[cfg_attr(not(postgres_tests), ignore = "TALLY_TEST_POSTGRES_URL is not set")]
+async fn a_batch_committed_but_not_acknowledged_comes_back_as_duplicates_on_postgres() {
+    a_batch_committed_but_not_acknowledged_comes_back_as_duplicates(Backend::Postgres).await;
 }

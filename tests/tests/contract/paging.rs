@@ -1,8 +1,8 @@
-//! Paging over more than 3000 rows returns every row exactly once while ingestion goes on.
+//! Paging over more than 3000 rows returns every row exactly once while ingestion goes on:
+//! between pages, new usage of the paged instances is stored and folded.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::Duration;
 use tally_contract_tests::records::{SUB_A, SUB_B, batch, meters, record};
@@ -53,41 +53,13 @@ async fn paging_returns_every_row_exactly_once_while_ingestion_goes_on(backend: 
     let window_end = hour + Duration::hours(1);
     cluster.settle_at(window_end + Duration::minutes(5)).await;
 
-    // Ingestion goes on: more usage of the same and new resources, reported after the window.
-    let running = Arc::new(AtomicBool::new(true));
-    let feeder = {
-        let cluster = cluster.clone();
-        let running = running.clone();
-        tokio::spawn(async move {
-            let mut n = 0;
-            while running.load(Ordering::Relaxed) {
-                let records = (0..200)
-                    .map(|i| {
-                        let k = n * 200 + i;
-                        record(
-                            &format!("more-{k}"),
-                            SUB_A,
-                            meters::BASE_VM_SIZE_HOURS,
-                            &format!("vm{:05}", k % 5_000),
-                            "1",
-                            hour,
-                        )
-                    })
-                    .collect();
-                cluster
-                    .ingestion()
-                    .post_usage(batch(records))
-                    .await
-                    .unwrap();
-                n += 1;
-            }
-            n
-        })
-    };
-
+    // Ingestion goes on between pages: each gap posts usage of the very instances being paged
+    // (their usage hour, and the hour before, whose rows sort before every paged key), reported
+    // after the window, and folds it. The window's rows must not change.
     let mut request = provider_request(hour, window_end, Hourly);
     let mut seen: BTreeMap<RowId, Quantity> = BTreeMap::new();
     let mut pages = 0;
+    let mut stored = Vec::new();
     loop {
         let page = cluster
             .provider()
@@ -107,12 +79,46 @@ async fn paging_returns_every_row_exactly_once_while_ingestion_goes_on(backend: 
             break;
         }
         request.continuation_token = page.continuation_token;
-        tokio::task::yield_now().await;
+
+        let records = (0..ROWS)
+            .step_by(7)
+            .map(|i| {
+                let sub = if i % 2 == 0 { SUB_A } else { SUB_B };
+                let usage = hour - Duration::hours(1 + (i % 2) as i64);
+                record(
+                    &format!("more-{pages}-{i}"),
+                    sub,
+                    meters::BASE_VM_SIZE_HOURS,
+                    &format!("vm{i:05}"),
+                    "1",
+                    usage,
+                )
+            })
+            .collect();
+        let posted = cluster
+            .ingestion()
+            .post_usage(batch(records))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(posted.accepted as usize, ROWS.div_ceil(7));
+        cluster
+            .settle_at(cluster.now() + Duration::minutes(1))
+            .await;
+        let status = cluster.pipeline_status().await;
+        assert_eq!(status.records_pending_fold, 0, "folded between pages");
+        stored.push(status.records_stored);
     }
-    running.store(false, Ordering::Relaxed);
-    let fed_batches = feeder.await.unwrap();
-    assert!(fed_batches > 0, "ingestion did not overlap the paging");
+    // Storage changed, and was folded, between every two pages.
     assert_eq!(pages, 4);
+    let base = ROWS as u64;
+    let per_gap = ROWS.div_ceil(7) as u64;
+    assert_eq!(
+        stored,
+        (1..pages as u64)
+            .map(|gap| base + gap * per_gap)
+            .collect::<Vec<_>>()
+    );
     assert_eq!(seen.len(), ROWS);
     assert_eq!(seen, expected);
     Arc::try_unwrap(cluster)

@@ -45,6 +45,10 @@ async fn killing_the_aggregator_mid_stream_loses_and_double_counts_nothing(backe
     // retries are idempotent, the last two that were).
     let mut acknowledged = 0;
     let mut crashes = 0;
+    // What the crashes did, as the caller saw it: each one failed its stream with UNAVAILABLE,
+    // and each resend reported the batches it had already acknowledged as duplicates.
+    let mut unavailable = 0;
+    let mut duplicates = 0;
     while acknowledged < BATCHES {
         let from = acknowledged.saturating_sub(2);
         let (tx, rx) = mpsc::channel(2);
@@ -70,6 +74,7 @@ async fn killing_the_aggregator_mid_stream_loses_and_double_counts_nothing(backe
             match responses.message().await {
                 Ok(Some(r)) => {
                     assert_eq!(r.accepted + r.duplicates, PER_BATCH as u32);
+                    duplicates += r.duplicates as usize;
                     index += 1;
                     acknowledged = acknowledged.max(index);
                     acked_this_round += 1;
@@ -78,10 +83,18 @@ async fn killing_the_aggregator_mid_stream_loses_and_double_counts_nothing(backe
                         crashes += 1;
                     }
                 }
-                Ok(None) => break,
+                Ok(None) => {
+                    // Only a stream with every batch answered ends without an error.
+                    assert_eq!(
+                        index, BATCHES,
+                        "a stream ended cleanly with batches unanswered"
+                    );
+                    break;
+                }
                 Err(e) => {
                     assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
                     assert_eq!(status::reason(&e).as_deref(), Some("ServiceUnavailable"));
+                    unavailable += 1;
                     break;
                 }
             }
@@ -92,6 +105,14 @@ async fn killing_the_aggregator_mid_stream_loses_and_double_counts_nothing(backe
         }
     }
     assert_eq!(crashes, CRASHES);
+    assert!(
+        unavailable >= CRASHES,
+        "every crash reached the caller as UNAVAILABLE: {unavailable}"
+    );
+    assert!(
+        duplicates >= CRASHES * 2 * PER_BATCH,
+        "each resend after a crash reports its two acknowledged batches as duplicates: {duplicates}"
+    );
 
     let end = hour + Duration::hours(2);
     cluster.settle_at(end).await;

@@ -295,6 +295,28 @@ async fn rest_errors_follow_section_5_2(backend: Backend) {
                 .into(),
         ),
         (
+            tenant_path(&format!(
+                "{USAGE_API}&reportedStartTime=0001-01-01T00:00:00Z&reportedEndTime={}",
+                z(end)
+            )),
+            "tenant",
+            StatusCode::BAD_REQUEST,
+            "InvalidProperty",
+            "reportedStartTime: \"0001-01-01T00:00:00Z\" is outside the times Tally keeps (1677-09-21 to 2262-04-11)"
+                .into(),
+        ),
+        (
+            tenant_path(&format!(
+                "{USAGE_API}&reportedStartTime={}&reportedEndTime=2300-01-01T00:00:00Z",
+                z(start)
+            )),
+            "tenant",
+            StatusCode::BAD_REQUEST,
+            "InvalidProperty",
+            "reportedEndTime: \"2300-01-01T00:00:00Z\" is outside the times Tally keeps (1677-09-21 to 2262-04-11)"
+                .into(),
+        ),
+        (
             tenant_path(&format!("{USAGE_API}&reportedEndTime={}", z(end))),
             "tenant",
             StatusCode::BAD_REQUEST,

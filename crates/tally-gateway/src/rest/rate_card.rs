@@ -81,7 +81,7 @@ fn number(text: &str) -> Box<RawValue> {
     } else {
         "null".into()
     })
-    .unwrap_or_else(|_| RawValue::from_string("null".into()).expect("null is JSON"))
+    .unwrap_or_else(|_| RawValue::NULL.to_owned())
 }
 
 pub(crate) async fn get(context: Context<'_>) -> RestResult {

@@ -146,9 +146,10 @@ fn query_time(name: &str, text: &str) -> Result<Timestamp, RestError> {
             "{name}: {text:?} is not an ISO 8601 UTC time such as 2026-11-27T00:00:00Z"
         )));
     };
-    if time.timestamp_nanos_opt().is_none() {
+    if !tally_core::time::is_kept(time) {
         return Err(RestError::invalid(format!(
-            "{name}: {text:?} is outside the times Tally keeps (1677-09-21 to 2262-04-11)"
+            "{name}: {text:?} is outside the times Tally keeps ({})",
+            tally_core::time::KEPT_TIMES
         )));
     }
     Ok(timestamp(time))

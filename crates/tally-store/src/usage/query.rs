@@ -163,13 +163,15 @@ impl PageQuery<'_> {
             .bind(end);
         match self.subscriptions {
             SubscriptionKeys::All => {}
-            SubscriptionKeys::Only(keys) if keys.len() == 1 => {
-                sql.push(" AND subscription_key = ").bind(keys[0]);
-            }
-            SubscriptionKeys::Only(keys) => {
-                sql.push(" AND subscription_key IN ")
-                    .bind_tuple(keys.iter().map(|k| Value::Int(Some(*k))));
-            }
+            SubscriptionKeys::Only(keys) => match keys.as_slice() {
+                [key] => {
+                    sql.push(" AND subscription_key = ").bind(*key);
+                }
+                keys => {
+                    sql.push(" AND subscription_key IN ")
+                        .bind_tuple(keys.iter().map(|k| Value::Int(Some(*k))));
+                }
+            },
         }
         for (column, value) in &seek.equal {
             sql.push(&format!(" AND {column} = ")).bind(*value);

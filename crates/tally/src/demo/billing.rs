@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Datelike, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use tally_core::meter::well_known as meters;
 use tally_proto::bearer::AuthorizedChannel;
 use tally_proto::billing::v1 as pb;
@@ -19,9 +19,11 @@ use tally_proto::usage::v1::usage_admin_client::UsageAdminClient;
 use super::installation::TENANTS;
 
 fn month_start(time: DateTime<Utc>) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(time.year(), time.month(), 1, 0, 0, 0)
-        .single()
-        .expect("the first of a month exists")
+    let day = time.date_naive();
+    day.checked_sub_days(chrono::Days::new(u64::from(day.day0())))
+        .unwrap_or(day)
+        .and_time(chrono::NaiveTime::MIN)
+        .and_utc()
 }
 
 fn next_month(time: DateTime<Utc>) -> DateTime<Utc> {
