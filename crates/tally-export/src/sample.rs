@@ -114,9 +114,13 @@ fn hourly(
         .wrapping_mul(2_654_435_761)
         % 1_000_000_007;
     let quantity = ExactQuantity::from_units(seed * 12_345 % 50_000_000_000_000 + 1);
-    // Prices change on day 15 (a new price sheet), so some days have one price and one has two.
+    // Prices change at noon of day 15 (a new price sheet): that day has two prices, so no unit price.
     let price_units = [3_141_592_653_i128, 27_182_818_284, 1_414_213_562][meter]
-        + if day >= 15 { 1_000_000_000 } else { 0 };
+        + if (day, hour) >= (15, 12) {
+            1_000_000_000
+        } else {
+            0
+        };
     (
         quantity,
         ExactAmount::from_units(price_units * 10_000_000_000),
@@ -195,7 +199,7 @@ fn adjustment_row(header: &ExportHeader, tenant: usize) -> ChargeRow {
         charge_period_start: header.period_start,
         charge_period_end: header.period_end,
         meter_id: String::new(),
-        description: format!("Goodwill, \"outage\" of tenant {tenant}"),
+        description: format!("Goodwill, \"outage\"\nof tenant {tenant}"),
         service_name: String::new(),
         unit: String::new(),
         resource_id: String::new(),
