@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "tally/usage/v1/usage.proto",
         "tally/registration/v1/registration.proto",
         "tally/clock/v1/clock.proto",
+        "tally/billing/v1/billing.proto",
     ];
     let described = contracts
         .iter()

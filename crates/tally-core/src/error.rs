@@ -89,6 +89,9 @@ reasons! {
     // Simulated time (tally.clock.v1).
     ManualClockDisabled => FailedPrecondition: "AdvanceClock on the real clock; start tally serve with --manual-clock.",
     ClockCannotMoveBackwards => FailedPrecondition: "AdvanceClock to an earlier time, or by a negative duration.",
+    // Chargeback (tally.billing.v1).
+    PeriodClosed => FailedPrecondition: "A price sheet or adjustment reaches into a billing period that is closed (complete_through >= its end); its statements are final.",
+    StatementNotVisible => PermissionDenied: "A tenant asked for another tenant's statement, charges or adjustments.",
 }
 
 impl Reason {

@@ -8,6 +8,7 @@
 //! their edges and keep prost types out of `tally-core` and `tally-store`.
 
 pub mod bearer;
+pub mod billing_api;
 pub mod client;
 pub mod clock_api;
 pub mod convert;
@@ -36,6 +37,13 @@ pub mod registration {
 pub mod clock {
     pub mod v1 {
         tonic::include_proto!("tally.clock.v1");
+    }
+}
+
+#[allow(clippy::all, missing_docs, rust_2018_idioms)]
+pub mod billing {
+    pub mod v1 {
+        tonic::include_proto!("tally.billing.v1");
     }
 }
 
