@@ -80,7 +80,14 @@ fn dependencies_point_inward() {
     assert_free_of(
         &deps,
         "tally-export",
-        &["tonic", "prost", "tokio", "sea-orm", "tally-proto", "tally-store"],
+        &[
+            "tonic",
+            "prost",
+            "tokio",
+            "sea-orm",
+            "tally-proto",
+            "tally-store",
+        ],
     );
     assert_free_of(&deps, "tally-proto", &["sea-orm", "tally-store"]);
     let services = ["tally-aggregator", "tally-registration", "tally-gateway"];

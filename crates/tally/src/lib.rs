@@ -3,6 +3,7 @@
 
 pub mod cli;
 mod demo;
+mod export;
 mod keys;
 mod run;
 mod serve;

@@ -28,6 +28,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Registration(args) => service(Service::Registration(args)).await,
             Command::Migrate(args) => migrate(args).await,
             Command::Token(args) => crate::keys::token(args),
+            Command::Export(args) => crate::export::run(args).await,
         }
     });
     telemetry.shutdown();
