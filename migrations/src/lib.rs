@@ -9,6 +9,7 @@ pub use sea_orm_migration::MigratorTrait;
 mod m20261127_000001_usage;
 mod m20261127_000002_registration;
 mod m20261127_000003_batch_usage_start;
+mod m20261127_000004_billing;
 
 /// The usage service's tables (`usage_*`).
 pub struct UsageMigrator;
@@ -36,6 +37,19 @@ impl MigratorTrait for RegistrationMigrator {
 
     fn migration_table_name() -> DynIden {
         "registration_migrations".into_iden()
+    }
+}
+
+/// The billing service's tables (`billing_*`).
+pub struct BillingMigrator;
+
+impl MigratorTrait for BillingMigrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261127_000004_billing::Migration)]
+    }
+
+    fn migration_table_name() -> DynIden {
+        "billing_migrations".into_iden()
     }
 }
 

@@ -9,6 +9,7 @@ use tally_aggregator::{Aggregator, Config as AggregatorConfig};
 use tally_core::{Clock, Granularity, ManualClock};
 use tally_gateway::{AuthConfig, Backends, Claims, OwnershipCache, Principal};
 use tally_proto::bearer::{AuthorizedChannel, Bearer};
+use tally_proto::billing::v1::billing_client::BillingClient;
 use tally_proto::clock::v1::clock_client::ClockClient;
 use tally_proto::registration::v1::{
     registration_client::RegistrationClient, tenancy_client::TenancyClient,
@@ -131,6 +132,9 @@ impl Clients {
     pub fn clock(&self) -> ClockClient<AuthorizedChannel> {
         ClockClient::new(self.channel.clone())
     }
+    pub fn billing(&self) -> BillingClient<AuthorizedChannel> {
+        BillingClient::new(self.channel.clone())
+    }
 }
 
 struct RemoteAggregator {
@@ -144,6 +148,8 @@ pub struct Cluster {
     aggregator_addr: Option<SocketAddr>,
     remote: Option<RemoteAggregator>,
     in_process: Option<(Arc<Aggregator>, Option<Background>)>,
+    /// The billing service (in-process beside the gateway) and its closer.
+    billing: Option<(Arc<tally_billing::Billing>, tokio::task::JoinHandle<()>)>,
     servers: Vec<Background>,
     channel: Channel,
     operator: Clients,
@@ -199,6 +205,7 @@ impl Cluster {
             aggregator_addr: None,
             remote: None,
             in_process: None,
+            billing: None,
             servers: Vec::new(),
             operator: Clients {
                 channel: InterceptedService::new(lazy.clone(), Bearer::new(None)),
@@ -277,12 +284,26 @@ impl Cluster {
             }
         };
         let process_clock = Arc::new(tally_gateway::ProcessClock::new(cluster.clock.clone()));
+        // Billing runs in-process beside the gateway in both topologies, reading usage and
+        // tenancy through the same contracts the gateway calls.
+        let billing = Arc::new(
+            tally_billing::Billing::open(
+                &tally_billing::Config::new(cluster.db.billing_url()),
+                usage.clone(),
+                registration.clone(),
+                cluster.clock.clone(),
+            )
+            .await
+            .expect("open billing"),
+        );
+        cluster.billing = Some((billing.clone(), billing.start_closer()));
         let (gateway, server) = spawn_server(|listener, stop| async move {
             tally_gateway::serve_backends(
                 Backends {
                     usage,
                     registration,
                     clock: process_clock,
+                    billing: Some(billing),
                     readiness,
                     ownership,
                 },
@@ -470,6 +491,10 @@ impl Cluster {
     pub async fn stop(mut self) {
         for server in self.servers.drain(..) {
             server.stop().await;
+        }
+        if let Some((billing, closer)) = self.billing.take() {
+            closer.abort();
+            drop(billing);
         }
         if let Some((aggregator, folder)) = self.in_process.take() {
             if let Some(folder) = folder {

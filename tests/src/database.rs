@@ -60,6 +60,11 @@ impl TestDatabase {
         self.url("registration")
     }
 
+    /// The billing service's database URL.
+    pub fn billing_url(&self) -> String {
+        self.url("billing")
+    }
+
     fn url(&self, service: &str) -> String {
         match &self.postgres {
             None => format!(

@@ -20,6 +20,7 @@ mod rest;
 use std::future::Future;
 use std::sync::Arc;
 
+use tally_proto::billing_api::{BillingApi, BillingGrpc, BillingServices};
 use tally_proto::clock_api::{ClockApi, ClockGrpc, ClockServices};
 use tally_proto::registration_api::{
     RegistrationApi, RegistrationClient, RegistrationGrpc, RegistrationServices,
@@ -54,6 +55,8 @@ pub struct Backends {
     pub usage: Arc<dyn UsageApi>,
     pub registration: Arc<dyn RegistrationApi>,
     pub clock: Arc<dyn ClockApi>,
+    /// The billing service, when this gateway fronts one (`tally serve` does).
+    pub billing: Option<Arc<dyn BillingApi>>,
     /// Whether the services behind answer: the gateway is ready (`/readyz`, gRPC health) only
     /// while this passes. In one process, the services themselves; apart, their gRPC health.
     pub readiness: Arc<dyn Readiness>,
@@ -89,6 +92,7 @@ pub async fn serve(
         usage: Arc::new(usage),
         registration: Arc::new(registration),
         clock: Arc::new(ProcessClock::new(Arc::new(tally_core::SystemClock))),
+        billing: None,
         readiness: Arc::new(readiness),
         ownership: OwnershipCache::For(config.ownership_ttl),
     };
@@ -116,22 +120,34 @@ pub async fn serve_backends(
         ownership,
     ));
     let clock = Arc::new(guard::GuardedClock::new(backends.clock));
+    let billing: Option<Arc<dyn BillingApi>> = backends
+        .billing
+        .map(|b| Arc::new(guard::GuardedBilling::new(b)) as Arc<dyn BillingApi>);
     let rest = Arc::new(rest::RestState::new(
         usage.clone(),
         registration.clone(),
         clock.clone(),
+        billing.clone(),
     ));
 
     let serving: Vec<&'static str> = UsageServices::<dyn UsageApi>::NAMES
         .iter()
         .chain(RegistrationServices::<dyn RegistrationApi>::NAMES)
         .chain(ClockServices::<dyn ClockApi>::NAMES)
+        .chain(if billing.is_some() {
+            BillingServices::<dyn BillingApi>::NAMES
+        } else {
+            &[]
+        })
         .copied()
         .collect();
     let mut server = Server::new("tally-gateway", &serving, backends.readiness);
     UsageGrpc::services(usage).add_to(server.routes());
     RegistrationGrpc::services(registration).add_to(server.routes());
     ClockGrpc::services(clock).add_to(server.routes());
+    if let Some(billing) = billing {
+        BillingGrpc::services(billing).add_to(server.routes());
+    }
     server
         .serve_with(listener, shutdown, options, |router| {
             router

@@ -7,6 +7,7 @@
 //! benchmark, which measures the database itself: the connection settings, [`sqlite_options`]
 //! and [`postgres_options`], and the stored row, [`usage::StoredRecord`].)
 
+pub mod billing;
 mod db;
 mod error;
 mod guid;
@@ -16,6 +17,7 @@ pub mod scratch;
 mod sql;
 pub mod usage;
 
+pub use billing::BillingStore;
 pub use db::{Backend, Database, postgres_options, sqlite_options};
 pub use error::StoreError;
 pub use registration::RegistrationStore;

@@ -29,6 +29,8 @@ pub enum Command {
     Aggregator(AggregatorArgs),
     /// The registration service alone.
     Registration(RegistrationArgs),
+    /// The billing service alone (reads usage and tenancy from their services).
+    Billing(BillingArgs),
     /// Prints a signed development token for the key that `serve` uses.
     Token(TokenArgs),
     /// Applies every service's schema migrations, then exits (serve also does this on start).
@@ -270,6 +272,40 @@ pub struct RegistrationArgs {
     pub ops: OpsArgs,
 }
 
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "tally-billing",
+    version,
+    about = "Tally's billing service alone"
+)]
+pub struct BillingArgs {
+    /// Loopback by default: put the gateway in front of it.
+    #[arg(long, env = "TALLY_LISTEN", default_value = "127.0.0.1:50054")]
+    pub listen: SocketAddr,
+    #[arg(
+        long,
+        env = "TALLY_DATABASE_URL",
+        default_value = "sqlite://./tally-data/billing.db?mode=rwc"
+    )]
+    pub database_url: String,
+    /// The aggregator's gRPC address (usage is read through the usage contract).
+    #[arg(
+        long,
+        env = "TALLY_AGGREGATOR_URL",
+        default_value = "http://127.0.0.1:50052"
+    )]
+    pub aggregator_url: String,
+    /// The registration service's gRPC address (subscription owners).
+    #[arg(
+        long,
+        env = "TALLY_REGISTRATION_URL",
+        default_value = "http://127.0.0.1:50053"
+    )]
+    pub registration_url: String,
+    #[command(flatten)]
+    pub ops: OpsArgs,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TokenRole {
     Operator,
@@ -329,6 +365,7 @@ impl Command {
             Command::Gateway(args) => args.ops.otlp_endpoint.as_deref(),
             Command::Aggregator(args) => args.ops.otlp_endpoint.as_deref(),
             Command::Registration(args) => args.ops.otlp_endpoint.as_deref(),
+            Command::Billing(args) => args.ops.otlp_endpoint.as_deref(),
             Command::Token(_) | Command::Migrate(_) | Command::Export(_) => None,
         }
     }
@@ -340,6 +377,7 @@ pub enum Service {
     Gateway(GatewayArgs),
     Aggregator(AggregatorArgs),
     Registration(RegistrationArgs),
+    Billing(BillingArgs),
 }
 
 impl Service {
@@ -349,6 +387,7 @@ impl Service {
             Service::Gateway(args) => args.ops.otlp_endpoint.as_deref(),
             Service::Aggregator(args) => args.ops.otlp_endpoint.as_deref(),
             Service::Registration(args) => args.ops.otlp_endpoint.as_deref(),
+            Service::Billing(args) => args.ops.otlp_endpoint.as_deref(),
         }
     }
 }

@@ -26,6 +26,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Gateway(args) => service(Service::Gateway(args)).await,
             Command::Aggregator(args) => service(Service::Aggregator(args)).await,
             Command::Registration(args) => service(Service::Registration(args)).await,
+            Command::Billing(args) => service(Service::Billing(args)).await,
             Command::Migrate(args) => migrate(args).await,
             Command::Token(args) => crate::keys::token(args),
             Command::Export(args) => crate::export::run(args).await,

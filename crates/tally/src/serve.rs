@@ -78,6 +78,12 @@ pub(crate) async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         .await
         .context("cannot migrate the registration database")?;
     println!("registration schema is up to date");
+    let billing_url = serve.database_url("billing");
+    prepare_sqlite_dir(&billing_url)?;
+    tally_store::BillingStore::open(&billing_url)
+        .await
+        .context("cannot migrate the billing database")?;
+    println!("billing schema is up to date");
     Ok(())
 }
 
@@ -169,6 +175,18 @@ pub(crate) async fn service(which: Service) -> anyhow::Result<()> {
             })
             .await?;
         }
+        Service::Billing(args) => {
+            prepare_sqlite_dir(&args.database_url)?;
+            let listener = bind("tally-billing", args.listen).await?;
+            let mut config = tally_billing::Config::new(args.database_url);
+            config.usage_url = args.aggregator_url;
+            config.registration_url = args.registration_url;
+            config.server = server_options(&args.ops, None)?;
+            with_metrics("tally-billing", &args.ops, async {
+                Ok(tally_billing::serve(config, listener, shutdown_signal()).await?)
+            })
+            .await?;
+        }
     }
     Ok(())
 }
@@ -221,21 +239,37 @@ pub(crate) async fn serve_all(
             .context("cannot open the registration database")?,
     );
     let folder = aggregator.start_folder();
+    let billing_url = args.database_url("billing");
+    prepare_sqlite_dir(&billing_url)?;
+    let billing = Arc::new(
+        tally_billing::Billing::open(
+            &tally_billing::Config::new(billing_url),
+            aggregator.clone(),
+            registration.clone(),
+            clock.clone(),
+        )
+        .await
+        .context("cannot open the billing database")?,
+    );
+    let closer = billing.start_closer();
     let readiness = AllReady(vec![
         ("usage", aggregator.clone() as Arc<dyn Readiness>),
         ("registration", registration.clone() as Arc<dyn Readiness>),
+        ("billing", billing.clone() as Arc<dyn Readiness>),
     ]);
     let backends = tally_gateway::Backends {
         ownership: tally_gateway::OwnershipCache::UntilChanged(registration.subscription_changes()),
         usage: aggregator,
         registration,
         clock: Arc::new(tally_gateway::ProcessClock::new(clock)),
+        billing: Some(billing),
         readiness: Arc::new(readiness),
     };
     let result = with_metrics("tally", &args.ops, async {
         Ok(tally_gateway::serve_backends(backends, auth, &options, listener, shutdown).await?)
     })
     .await;
+    closer.abort();
     folder.stop().await;
     result
 }

@@ -2,6 +2,7 @@
 //! clients, on SQLite and on PostgreSQL.
 
 mod access;
+mod billing;
 mod clock;
 mod csp;
 mod errors;

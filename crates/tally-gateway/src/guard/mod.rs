@@ -19,7 +19,11 @@
 //!   not listed; operators, and delegated providers for their direct tenants, still see it.
 //! - Registration and tenancy writes: Operator only.
 //! - The clock: anyone authenticated reads it; only operators move it.
+//! - Billing: operators create price sheets and adjustments and read every statement; a tenant
+//!   reads its own statements, adjustments and charges only (anything else is
+//!   `StatementNotVisible`), and the default and its own price sheets.
 
+mod billing;
 mod clock;
 mod ownership;
 mod registration;
@@ -29,6 +33,7 @@ use tally_core::{Reason, parse_guid};
 use tally_proto::status;
 use tonic::{Request, Status};
 
+pub(crate) use billing::GuardedBilling;
 pub(crate) use clock::GuardedClock;
 pub use ownership::{OWNERSHIP_TTL, OwnershipCache};
 pub(crate) use ownership::{Owner, Ownership};

@@ -11,6 +11,7 @@
 //! `{"error":{"code","message"}}` ([`error`]). Tally's own routes answer errors the same way,
 //! and name fields, query parameters and JSON members by their proto JSON names.
 
+mod billing;
 mod caller;
 mod clock;
 mod error;
@@ -43,6 +44,8 @@ pub(crate) struct RestState {
     usage: Arc<GuardedUsage>,
     registration: Arc<GuardedRegistration>,
     clock: Arc<GuardedClock>,
+    /// The billing service's guard, when the gateway fronts one.
+    billing: Option<Arc<dyn tally_proto::billing_api::BillingApi>>,
     meters: usage::MeterNames,
 }
 
@@ -51,11 +54,13 @@ impl RestState {
         usage: Arc<GuardedUsage>,
         registration: Arc<GuardedRegistration>,
         clock: Arc<GuardedClock>,
+        billing: Option<Arc<dyn tally_proto::billing_api::BillingApi>>,
     ) -> Self {
         Self {
             usage,
             registration,
             clock,
+            billing,
             meters: usage::MeterNames::default(),
         }
     }
@@ -133,6 +138,16 @@ const ROUTES: &[Route] = &[
         method: Method::GET,
         template: "/tenancy/v1/subscriptions",
         handler: |c| Box::pin(tenancy::subscriptions(c)),
+    },
+    Route {
+        method: Method::GET,
+        template: "/billing/v1/periods/{period}/statements",
+        handler: |c| Box::pin(billing::list(c)),
+    },
+    Route {
+        method: Method::GET,
+        template: "/billing/v1/periods/{period}/statements/{tenantId}",
+        handler: |c| Box::pin(billing::get(c)),
     },
 ];
 
