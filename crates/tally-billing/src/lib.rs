@@ -10,6 +10,7 @@
 
 mod api;
 mod error;
+mod export;
 pub mod money;
 pub mod period;
 pub mod rating;
