@@ -7,6 +7,7 @@ mod clock;
 mod csp;
 mod errors;
 mod exactness;
+mod exports;
 mod ingestion;
 mod operations;
 mod paging;
