@@ -199,7 +199,7 @@ pub(crate) async fn charges(context: Context<'_>) -> RestResult {
             RestError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "InternalError",
-                &e.to_string(),
+                e.to_string(),
             )
         })
 }
