@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use tally_contract_tests::records::{SUB_A, SUB_B, batch, meters, record};
-use tally_contract_tests::{Backend, Cluster, Identity, Topology, on_both_backends};
+use tally_contract_tests::{Backend, Cluster, Identity, Topology, on_both_backends, sign};
 use tally_proto::billing::v1 as pb;
 use tally_proto::convert::timestamp;
 use tally_proto::registration::v1 as reg;
@@ -229,6 +229,25 @@ async fn exported_costs_add_up_to_the_statements(backend: Backend) {
         assert_eq!(refused.code(), tonic::Code::InvalidArgument);
         assert_eq!(fields(&refused), [field]);
     }
+
+    // REST streams the same file, with a file name.
+    let operator = sign(&Identity::operator().claims(), None);
+    let response = reqwest::Client::new()
+        .get(format!(
+            "{}/billing/v1/periods/2026-11/charges?format=focus",
+            cluster.base_url()
+        ))
+        .header("authorization", format!("Bearer {operator}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-disposition"],
+        "attachment; filename=\"tally-focus-2026-11.csv\""
+    );
+    let body = response.bytes().await.unwrap();
+    assert!(body.starts_with(b"AvailabilityZone,BilledCost,"));
 
     // A tenant exports its own charges only.
     let tenant = cluster.clients_for(&Identity::tenant(T1)).billing();
