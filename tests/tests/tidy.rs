@@ -76,6 +76,19 @@ fn dependencies_point_inward() {
         ],
     );
     assert_free_of(&deps, "tally-store", &["tonic", "prost", "tally-proto"]);
+    // Export encoders are pure: rows in, bytes into a std::io::Write out.
+    assert_free_of(
+        &deps,
+        "tally-export",
+        &[
+            "tonic",
+            "prost",
+            "tokio",
+            "sea-orm",
+            "tally-proto",
+            "tally-store",
+        ],
+    );
     assert_free_of(&deps, "tally-proto", &["sea-orm", "tally-store"]);
     let services = [
         "tally-aggregator",

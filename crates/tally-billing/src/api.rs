@@ -1,6 +1,6 @@
 //! [`BillingApi`] for [`Billing`]: the contract's RPCs, each one call into the service. Access
-//! decisions are the gateway's (`guard/billing.rs`); ExportCharges is built by the exports work
-//! on [`Billing::rated_rows`] and answers UNIMPLEMENTED until then.
+//! decisions are the gateway's (`guard/billing.rs`); ExportCharges is `export.rs`, built on
+//! [`Billing::rated_rows`].
 
 use tally_proto::Rpc;
 use tally_proto::billing::v1::{
@@ -63,11 +63,9 @@ impl BillingApi for Billing {
 
     async fn export_charges(
         &self,
-        _request: Request<ExportChargesRequest>,
+        request: Request<ExportChargesRequest>,
     ) -> Rpc<BoxStream<ExportChunk>> {
-        Err(Status::unimplemented(
-            "ExportCharges is not implemented yet (issue 13 builds it on Billing::rated_rows)",
-        ))
+        answer(Billing::export_charges(self, request.into_inner()).await)
     }
 }
 

@@ -21,6 +21,7 @@
 
 mod api;
 mod error;
+mod export;
 pub mod money;
 pub mod period;
 pub mod rating;

@@ -39,6 +39,43 @@ pub enum Command {
     Token(TokenArgs),
     /// Applies every service's schema migrations, then exits (serve also does this on start).
     Migrate(MigrateArgs),
+    /// Exports a billing period's charges to a file (CSV, JSON lines, Parquet or FOCUS 1.0 CSV).
+    Export(ExportArgs),
+}
+
+/// The export file formats.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExportFileFormat {
+    Csv,
+    Jsonl,
+    Parquet,
+    /// CSV in the FinOps FOCUS 1.0 column set.
+    Focus,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// The billing period, `2026-11`.
+    #[arg(long)]
+    pub period: String,
+    #[arg(long, value_enum)]
+    pub format: ExportFileFormat,
+    /// One tenant's charges (operators; a tenant token exports its own either way).
+    #[arg(long)]
+    pub tenant_id: Option<String>,
+    /// The file to write (atomically: a temporary file in the same folder, then a rename).
+    /// Default: `tally-charges-<period>.<ext>` (`tally-focus-<period>.csv`) in the current folder.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The gateway's address.
+    #[arg(long, env = "TALLY_SERVER", default_value = "http://127.0.0.1:50051")]
+    pub server: String,
+    /// A bearer token.
+    #[arg(long, env = "TALLY_TOKEN", conflicts_with = "data_dir")]
+    pub token: Option<String>,
+    /// Instead of --token: sign an operator token with the development key in this folder.
+    #[arg(long, env = "TALLY_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 /// Which bearer tokens the gateway accepts. Without a key option, the development key in the
@@ -413,7 +450,7 @@ impl Command {
             Command::Billing(args) => args.ops.otlp_endpoint.as_deref(),
             Command::Bridge(args) => args.ops.otlp_endpoint.as_deref(),
             Command::CommerceReceiver(args) => args.ops.otlp_endpoint.as_deref(),
-            Command::Token(_) | Command::Migrate(_) => None,
+            Command::Token(_) | Command::Migrate(_) | Command::Export(_) => None,
         }
     }
 }

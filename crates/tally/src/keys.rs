@@ -133,3 +133,17 @@ pub(crate) fn token(args: TokenArgs) -> anyhow::Result<()> {
     println!("{}", tally_gateway::auth::mint(&secret, &claims)?);
     Ok(())
 }
+
+/// An operator token (one hour) signed with the development key in `data_dir`, for commands
+/// such as `tally export --data-dir`.
+pub(crate) fn operator_token(data_dir: &Path, subject: &str) -> anyhow::Result<String> {
+    let path = data_dir.join(KEY_FILE);
+    if !path.exists() {
+        bail!(
+            "no key at {}: start `tally serve` once, or pass --token",
+            path.display()
+        );
+    }
+    let claims = claims(TokenRole::Operator, None, None, subject, 1)?;
+    Ok(tally_gateway::auth::mint(&read_secret(&path)?, &claims)?)
+}

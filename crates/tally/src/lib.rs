@@ -16,6 +16,7 @@ pub mod cli;
 // The demo is a one-off CLI tour over data it just wrote, not a request path.
 #[allow(clippy::indexing_slicing)]
 mod demo;
+mod export;
 mod keys;
 mod run;
 mod serve;

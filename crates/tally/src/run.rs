@@ -38,6 +38,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Command::CommerceReceiver(args) => service(Service::CommerceReceiver(args)).await,
             Command::Migrate(args) => migrate(args).await,
             Command::Token(args) => crate::keys::token(args),
+            Command::Export(args) => crate::export::run(args).await,
         }
     });
     telemetry.shutdown();

@@ -8,6 +8,7 @@ mod clock;
 mod csp;
 mod errors;
 mod exactness;
+mod exports;
 mod ingestion;
 mod operations;
 mod paging;

@@ -133,3 +133,73 @@ pub(crate) async fn get(context: Context<'_>) -> RestResult {
         .into_inner();
     Ok(json(StatusCode::OK, &statement(found)))
 }
+
+/// `GET /billing/v1/periods/{period}/charges?format=csv|jsonl|parquet|focus[&tenantId=]`:
+/// the export streamed as it is encoded, with a `Content-Disposition` file name.
+pub(crate) async fn charges(context: Context<'_>) -> RestResult {
+    use futures::StreamExt as _;
+    let period = context
+        .path_params
+        .get("period")
+        .unwrap_or_default()
+        .to_string();
+    let format = context
+        .params
+        .get("format")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let (wire, file, content_type) = match format.as_str() {
+        "csv" => (
+            pb::ExportFormat::Csv,
+            format!("tally-charges-{period}.csv"),
+            "text/csv; charset=utf-8",
+        ),
+        "jsonl" => (
+            pb::ExportFormat::Jsonl,
+            format!("tally-charges-{period}.jsonl"),
+            "application/x-ndjson",
+        ),
+        "parquet" => (
+            pb::ExportFormat::Parquet,
+            format!("tally-charges-{period}.parquet"),
+            "application/vnd.apache.parquet",
+        ),
+        "focus" => (
+            pb::ExportFormat::Focus,
+            format!("tally-focus-{period}.csv"),
+            "text/csv; charset=utf-8",
+        ),
+        // The billing service refuses it, naming `format`.
+        _ => (pb::ExportFormat::Unspecified, String::new(), ""),
+    };
+    let request = pb::ExportChargesRequest {
+        billing_period: period.clone(),
+        format: wire as i32,
+        tenant_id: context
+            .params
+            .get("tenantId")
+            .unwrap_or_default()
+            .to_string(),
+    };
+    let stream = billing(&context)?
+        .export_charges(context.request(request))
+        .await
+        .map_err(RestError::from_service)?
+        .into_inner();
+    let body = axum::body::Body::from_stream(stream.map(|chunk| chunk.map(|chunk| chunk.data)));
+    axum::response::Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", content_type)
+        .header(
+            "content-disposition",
+            format!("attachment; filename=\"{file}\""),
+        )
+        .body(body)
+        .map_err(|e| {
+            RestError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                e.to_string(),
+            )
+        })
+}

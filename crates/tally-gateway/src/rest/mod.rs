@@ -169,6 +169,11 @@ const ROUTES: &[Route] = &[
         template: "/billing/v1/periods/{period}/statements/{tenantId}",
         handler: |c| Box::pin(billing::get(c)),
     },
+    Route {
+        method: Method::GET,
+        template: "/billing/v1/periods/{period}/charges",
+        handler: |c| Box::pin(billing::charges(c)),
+    },
 ];
 
 /// The largest request body a route reads.

@@ -1,0 +1,373 @@
+//! ExportCharges: the rated HOURLY rows of a period summed exactly to the daily grain (one row
+//! per subscription, meter, instance data and usage day), plus one row per adjustment, encoded by
+//! `tally-export` and streamed as chunks. Rows arrive in order of usage hour, so only one usage
+//! day's rows are held at a time; a first pass counts the rows so chunks carry `rows_total`.
+
+use std::collections::{BTreeMap, HashSet};
+
+use chrono::{DateTime, DurationRound as _, TimeDelta, Utc};
+use futures::StreamExt as _;
+use tally_core::error::{Reason, Rejection};
+use tally_core::quantity::Quantity;
+use tally_export::{
+    ChargeKind, ChargeRow, ChargeWriter, ExactAmount, ExactQuantity, ExportHeader, Format,
+    SharedBuffer,
+};
+use tally_proto::billing::v1 as pb;
+use tally_proto::service_api::BoxStream;
+use tonic::Status;
+
+use crate::money::{Money, Price};
+use crate::period::BillingPeriod;
+use crate::{Billing, BillingError, RatedRow};
+
+/// Bytes gathered before a chunk is sent.
+const CHUNK_BYTES: usize = 64 * 1024;
+/// Chunks buffered between the encoder and the client.
+const CHUNKS_BUFFER: usize = 8;
+/// Provider, publisher and invoice issuer in FOCUS.
+const PROVIDER: &str = "Tally";
+/// ISO 4217's "no currency": a period with adjustments but no priced usage.
+const NO_CURRENCY: &str = "XXX";
+
+fn invalid(field: &str, description: &str) -> BillingError {
+    Rejection::field(Reason::InvalidProperty, field, description).into()
+}
+
+/// (subscription, meter, instance data) of a rated row: the daily row it adds to.
+type DayKey = (
+    String,
+    String,
+    String,
+    String,
+    BTreeMap<String, String>,
+    BTreeMap<String, String>,
+);
+
+fn day_key(row: &RatedRow) -> DayKey {
+    (
+        row.subscription_id.clone(),
+        row.meter_id.clone(),
+        row.resource_uri.clone(),
+        row.location.clone(),
+        row.tags.clone(),
+        row.additional_info.clone(),
+    )
+}
+
+fn day_of(time: DateTime<Utc>) -> DateTime<Utc> {
+    time.duration_trunc(TimeDelta::days(1)).unwrap_or(time)
+}
+
+/// One daily row being summed.
+struct Day {
+    first: RatedRow,
+    quantity: Quantity,
+    cost: Money,
+    /// The one (sheet, price) that rated every part so far; `None` once two differ.
+    price: Option<(String, Price)>,
+    priced_alike: bool,
+}
+
+impl Day {
+    fn new(row: RatedRow) -> Day {
+        let mut day = Day {
+            quantity: Quantity::ZERO,
+            cost: Money::zero(),
+            price: None,
+            priced_alike: true,
+            first: row.clone(),
+        };
+        day.add(&row);
+        day
+    }
+
+    fn add(&mut self, row: &RatedRow) {
+        self.quantity += row.quantity;
+        self.cost += &row.cost;
+        if row.parts.is_empty() {
+            self.priced_alike = false;
+        }
+        for part in &row.parts {
+            match &self.price {
+                None if self.priced_alike => {
+                    self.price = Some((row.price_sheet_id.clone(), part.unit_price.clone()))
+                }
+                Some((sheet, price))
+                    if *sheet == row.price_sheet_id && *price == part.unit_price => {}
+                _ => self.priced_alike = false,
+            }
+        }
+    }
+
+    fn into_row(self) -> Result<ChargeRow, BillingError> {
+        let start = day_of(self.first.usage_start);
+        let (unit_price, sheet) = match self.price.filter(|_| self.priced_alike) {
+            Some((sheet, price)) => (Some(amount(&price.to_string())?), Some(sheet)),
+            None => (None, None),
+        };
+        let RatedRow {
+            tenant_id,
+            subscription_id,
+            meter_id,
+            meter_name,
+            unit,
+            resource_provider,
+            resource_uri,
+            location,
+            tags,
+            additional_info,
+            ..
+        } = self.first;
+        Ok(ChargeRow {
+            kind: ChargeKind::Usage,
+            tenant_id,
+            subscription_id,
+            charge_period_start: start,
+            charge_period_end: start + TimeDelta::days(1),
+            meter_id,
+            description: meter_name,
+            service_name: resource_provider,
+            unit,
+            resource_id: resource_uri,
+            region: location,
+            tags,
+            additional_info,
+            quantity: Some(ExactQuantity::from_units(
+                i128::try_from(self.quantity.steps()).map_err(|_| too_large())?,
+            )),
+            unit_price,
+            price_sheet_id: sheet,
+            cost: amount(&self.cost.to_string())?,
+            adjustment_id: None,
+        })
+    }
+}
+
+fn too_large() -> BillingError {
+    BillingError::Corrupt("a value exceeds the export's decimal128(38, 20)".to_string())
+}
+
+fn amount(text: &str) -> Result<ExactAmount, BillingError> {
+    text.parse().map_err(|_| too_large())
+}
+
+fn adjustment_row(
+    period: BillingPeriod,
+    adjustment: pb::Adjustment,
+) -> Result<ChargeRow, BillingError> {
+    Ok(ChargeRow {
+        kind: ChargeKind::Adjustment,
+        tenant_id: adjustment.tenant_id,
+        subscription_id: adjustment.subscription_id,
+        charge_period_start: period.start(),
+        charge_period_end: period.end(),
+        meter_id: String::new(),
+        description: adjustment.reason,
+        service_name: String::new(),
+        unit: String::new(),
+        resource_id: String::new(),
+        region: String::new(),
+        tags: BTreeMap::new(),
+        additional_info: BTreeMap::new(),
+        quantity: None,
+        unit_price: None,
+        price_sheet_id: None,
+        cost: amount(&adjustment.amount)?,
+        adjustment_id: Some(adjustment.adjustment_id),
+    })
+}
+
+/// Encodes rows into the shared buffer and sends a chunk whenever enough bytes gathered.
+struct Encoder {
+    writer: ChargeWriter<SharedBuffer>,
+    buffer: SharedBuffer,
+    rows_so_far: u64,
+    rows_total: u64,
+    sender: tokio::sync::mpsc::Sender<Result<pb::ExportChunk, Status>>,
+}
+
+impl Encoder {
+    async fn write(&mut self, row: &ChargeRow) -> Result<(), BillingError> {
+        self.writer
+            .write(row)
+            .map_err(|e| BillingError::Corrupt(e.to_string()))?;
+        self.rows_so_far += 1;
+        if self.buffer.len() >= CHUNK_BYTES {
+            self.writer
+                .flush()
+                .map_err(|e| BillingError::Corrupt(e.to_string()))?;
+            self.send().await?;
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self) -> Result<(), BillingError> {
+        // An open period may grow between the counting pass and this one.
+        self.rows_total = self.rows_total.max(self.rows_so_far);
+        let chunk = pb::ExportChunk {
+            data: self.buffer.take(),
+            rows_so_far: self.rows_so_far,
+            rows_total: self.rows_total,
+        };
+        self.sender
+            .send(Ok(chunk))
+            .await
+            .map_err(|_| BillingError::Corrupt("the client went away".to_string()))
+    }
+
+    /// Ends the file (Parquet: the last row group and the footer) and sends the last chunk.
+    async fn finish(self) -> Result<(), BillingError> {
+        let Encoder {
+            writer,
+            buffer,
+            rows_so_far,
+            rows_total,
+            sender,
+        } = self;
+        writer
+            .finish()
+            .map_err(|e| BillingError::Corrupt(e.to_string()))?;
+        let chunk = pb::ExportChunk {
+            data: buffer.take(),
+            rows_so_far,
+            rows_total: rows_total.max(rows_so_far),
+        };
+        sender
+            .send(Ok(chunk))
+            .await
+            .map_err(|_| BillingError::Corrupt("the client went away".to_string()))
+    }
+
+    async fn write_days(&mut self, days: BTreeMap<DayKey, Day>) -> Result<(), BillingError> {
+        for (_, day) in days {
+            self.write(&day.into_row()?).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Billing {
+    /// ExportCharges: validates the request, counts the rows, then streams the encoded file.
+    pub async fn export_charges(
+        &self,
+        request: pb::ExportChargesRequest,
+    ) -> Result<BoxStream<pb::ExportChunk>, BillingError> {
+        let format = match pb::ExportFormat::try_from(request.format) {
+            Ok(pb::ExportFormat::Csv) => Format::Csv,
+            Ok(pb::ExportFormat::Jsonl) => Format::Jsonl,
+            Ok(pb::ExportFormat::Parquet) => Format::Parquet,
+            Ok(pb::ExportFormat::Focus) => Format::Focus,
+            _ => {
+                return Err(invalid(
+                    "format",
+                    "must be EXPORT_FORMAT_CSV, _JSONL, _PARQUET or _FOCUS",
+                ));
+            }
+        };
+        let period = BillingPeriod::parse(&request.billing_period)
+            .ok_or_else(|| invalid("billing_period", "must be a month written YYYY-MM"))?;
+        if period.start() > self.clock.now() {
+            return Err(invalid(
+                "billing_period",
+                "is in the future: nothing is billed in it yet",
+            ));
+        }
+        let tenant = (!request.tenant_id.is_empty()).then_some(request.tenant_id.as_str());
+        let mut adjustments = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = self
+                .list_adjustments(pb::ListAdjustmentsRequest {
+                    tenant_id: request.tenant_id.clone(),
+                    billing_period: request.billing_period.clone(),
+                    page_size: 1000,
+                    page_token,
+                })
+                .await?;
+            adjustments.extend(page.adjustments);
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            page_token = page.next_page_token;
+        }
+
+        // First pass: count the daily rows, one usage day of keys at a time.
+        let mut rows_total = adjustments.len() as u64;
+        let mut currency = None;
+        let (mut current, mut keys) = (None, HashSet::new());
+        let mut counting = self.rated_rows(&request.billing_period, tenant).await?;
+        while let Some(row) = counting.next().await {
+            let row = row?;
+            let day = day_of(row.usage_start);
+            if current != Some(day) {
+                rows_total += keys.len() as u64;
+                keys.clear();
+                current = Some(day);
+            }
+            if currency.is_none() && !row.currency.is_empty() {
+                currency = Some(row.currency.clone());
+            }
+            keys.insert(day_key(&row));
+        }
+        rows_total += keys.len() as u64;
+
+        let header = ExportHeader {
+            billing_period: period.to_string(),
+            period_start: period.start(),
+            period_end: period.end(),
+            currency: currency.unwrap_or_else(|| NO_CURRENCY.to_string()),
+            provider_name: PROVIDER.to_string(),
+        };
+        let buffer = SharedBuffer::new();
+        let writer = ChargeWriter::new(format, header, buffer.clone())
+            .map_err(|e| BillingError::Corrupt(e.to_string()))?;
+        let rows = self.rated_rows(&request.billing_period, tenant).await?;
+        let (sender, receiver) = tokio::sync::mpsc::channel(CHUNKS_BUFFER);
+        let encoder = Encoder {
+            writer,
+            buffer,
+            rows_so_far: 0,
+            rows_total,
+            sender: sender.clone(),
+        };
+        tokio::spawn(async move {
+            let result = encode(encoder, rows, period, adjustments).await;
+            if let Err(error) = result {
+                let _ = sender.send(Err(Status::from(error))).await;
+            }
+        });
+        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(
+            receiver,
+        )))
+    }
+}
+
+/// Second pass: sums each usage day, writes it, then the adjustments, then ends the file.
+async fn encode(
+    mut encoder: Encoder,
+    mut rows: crate::RatedRows,
+    period: BillingPeriod,
+    adjustments: Vec<pb::Adjustment>,
+) -> Result<(), BillingError> {
+    let (mut current, mut days) = (None, BTreeMap::<DayKey, Day>::new());
+    while let Some(row) = rows.next().await {
+        let row = row?;
+        let day = day_of(row.usage_start);
+        if current != Some(day) {
+            encoder.write_days(std::mem::take(&mut days)).await?;
+            current = Some(day);
+        }
+        match days.get_mut(&day_key(&row)) {
+            Some(summed) => summed.add(&row),
+            None => {
+                days.insert(day_key(&row), Day::new(row));
+            }
+        }
+    }
+    encoder.write_days(days).await?;
+    for adjustment in adjustments {
+        encoder.write(&adjustment_row(period, adjustment)?).await?;
+    }
+    encoder.finish().await
+}
