@@ -5,6 +5,7 @@
 
 import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -71,6 +72,30 @@ async function setUp() {
       subscription: { subscription_id: s.id, display_name: s.name, owner_tenant_id: s.tenant.id },
     });
   }
+  // Prices from October 1st: a default sheet, and Fabrikam's own, with graduated tiers.
+  tally.grpc(op, "tally.billing.v1.Billing/CreatePriceSheet", {
+    price_sheet: {
+      name: "List prices",
+      currency: "USD",
+      effective_from: "2026-10-01T00:00:00Z",
+      prices: [
+        { meter_id: VM_HOURS, unit_price: "0.25" },
+        { meter_id: BLOB_CAPACITY, unit_price: "0.0000000003" },
+      ],
+    },
+  });
+  tally.grpc(op, "tally.billing.v1.Billing/CreatePriceSheet", {
+    price_sheet: {
+      name: "Fabrikam's contract",
+      currency: "USD",
+      tenant_id: FABRIKAM.id,
+      effective_from: "2026-10-01T00:00:00Z",
+      prices: [
+        { meter_id: VM_HOURS, tiers: [{ from_quantity: "0", unit_price: "0.5" }, { from_quantity: "5", unit_price: "0.1" }] },
+        { meter_id: BLOB_TRANSACTIONS, unit_price: "0.0001" },
+      ],
+    },
+  });
   const post = (records) => tally.grpc(op, "tally.usage.v1.UsageIngestion/PostUsage", { records });
   // Reported 2026-10-27. 0.1 + 0.2 is not 0.3 in floating point; 2^53 + 1 is not a double.
   post([
@@ -94,6 +119,9 @@ async function setUp() {
     record("nov-5", LOGS, VM_HOURS, "logs-01", "3", "2026-11-01T12:00:00Z"),
     record("nov-6", LOGS, BLOB_TRANSACTIONS, "logs-01", "5", "2026-11-02T02:00:00Z"),
   ]);
+  tally.grpc(op, "tally.billing.v1.Billing/CreateAdjustment", {
+    adjustment: { tenant_id: CONTOSO.id, billing_period: "2026-11", amount: "-1.25", reason: "Goodwill credit, ticket 4711" },
+  });
   await tally.settled(op);
 }
 
@@ -424,6 +452,7 @@ test("a tenant sees its own subscriptions and usage, and nothing of another tena
     [`/subscriptions/${LOGS.id}/providers/Microsoft.Commerce/UsageAggregates?api-version=2015-06-01-preview&reportedStartTime=2026-10-01T00:00:00Z&reportedEndTime=2026-11-01T00:00:00Z`, 403, "NotSubscriptionOwner"],
     ["/tenancy/v1/tenants", 403, "RoleRequired"],
     ["/usage/v1/pipeline", 403, "RoleRequired"],
+    [`/billing/v1/periods/2026-10/statements/${FABRIKAM.id}`, 403, "StatementNotVisible"],
     [`/subscriptions/00000000-0000-0000-0000-000000000000/providers/Microsoft.Commerce.Admin/subscriberUsageAggregates?api-version=2015-06-01-preview&reportedStartTime=2026-10-01T00:00:00Z&reportedEndTime=2026-11-01T00:00:00Z`, 403, "RoleRequired"],
   ];
   for (const [path, status, code] of refused) {
@@ -439,6 +468,143 @@ test("a tenant sees its own subscriptions and usage, and nothing of another tena
   assert.equal(await page.getByLabel("Bearer token").isVisible(), true);
   assert.equal(await page.evaluate(() => document.activeElement.id), "token");
   assert.ok(!(await page.content()).includes(WEB.id), "signed out, the page still shows a subscription");
+  assertWellBehaved(page);
+  await page.close();
+});
+
+/** Statements over gRPC, by tenant id. */
+function grpcStatements(period) {
+  const statements = [];
+  let page_token = "";
+  do {
+    const page = tally.grpc(tokens.operator, "tally.billing.v1.Billing/ListStatements", { billing_period: period, page_token });
+    statements.push(...page.statements);
+    page_token = page.nextPageToken;
+  } while (page_token);
+  return Object.fromEntries(statements.map((s) => [s.tenantId, s]));
+}
+
+/** A statement's lines as the page shows them: kind, subscription, meter and exact cost. */
+async function pageLines(scope) {
+  return (
+    await scope.locator("table.statement-lines tbody tr[data-kind]").evaluateAll((trs) =>
+      trs.map((tr) => [tr.dataset.kind, tr.dataset.subscriptionId ?? "", tr.dataset.meterId ?? "", tr.querySelector("td.cost").dataset.cost]),
+    )
+  ).sort();
+}
+
+function grpcLines(statement) {
+  return statement.lines.map((l) => [l.kind, l.subscriptionId, l.meterId, l.cost]).sort();
+}
+
+test("an operator sees the bridge and every tenant's statement, open and final", async () => {
+  const page = await newPage();
+  await signIn(page, tokens.operator);
+  await shown(page, "2026-11");
+  const text = (id) => page.locator(`#${id}`).textContent();
+
+  // The bridge, as GetBridgeStatus says (this installation reports to no commerce endpoint).
+  const bridge = tally.grpc(tokens.operator, "tally.bridge.v1.UsageBridge/GetBridgeStatus");
+  await page.locator("#bridge-state", { hasText: bridge.state }).waitFor();
+  assert.equal(await text("bridge-pending"), String(bridge.pendingBatches));
+  assert.equal(await text("bridge-parked"), String(bridge.parkedBatches));
+
+  for (const [period, final] of [
+    ["2026-11", false],
+    ["2026-10", true],
+  ]) {
+    if (period !== "2026-11") {
+      await choosePeriod(page, period);
+    }
+    const expected = grpcStatements(period);
+    assert.ok(Object.keys(expected).length >= 2, `${period}: statements to show`);
+    const shown = await page.locator("#statements-table tbody tr").evaluateAll((trs) =>
+      trs.map((tr) => [
+        tr.dataset.tenantId,
+        tr.querySelector("td.total").dataset.amount,
+        tr.querySelector("td.amount-due").dataset.amount,
+        tr.querySelector(".final").textContent,
+      ]),
+    );
+    assert.deepEqual(
+      shown.sort(),
+      Object.values(expected)
+        .map((s) => [s.tenantId, s.total, s.amountDue, s.final ? "Final" : "Open: can still change"])
+        .sort(),
+      `${period}: every tenant's statement`,
+    );
+    assert.equal(Object.values(expected).every((s) => s.final), final, `${period}: final`);
+    assert.equal(await page.locator("#statements .statements-chart svg rect.bar").count(), Object.keys(expected).length);
+    assert.match(await page.locator("#statements .statements-chart svg").getAttribute("aria-label"), new RegExp(`^Cost per tenant in ${period}`));
+    if (period === "2026-10") {
+      // Fabrikam's tiers: 7 VM hours at 0.5 up to 5, then 0.1; 42 transactions at 0.0001.
+      assert.equal(expected[FABRIKAM.id].total.replace(/0+$/, ""), "2.7042");
+      await page.screenshot({ path: join(SHOTS, "operator-statements.png"), fullPage: true });
+      // The drill-down shows the tenant's statement.
+      await page.getByRole("button", { name: "View Fabrikam" }).click();
+      const detail = page.locator("#tenant-detail");
+      await detail.waitFor();
+      assert.deepEqual(await pageLines(detail), grpcLines(expected[FABRIKAM.id]));
+    }
+  }
+  await assertLabelled(page);
+  assertWellBehaved(page);
+  await page.close();
+});
+
+test("a tenant reads its statement and downloads the period's charges as the REST export gives them", async () => {
+  const page = await newPage();
+  await signIn(page, tokens.contoso);
+  await shown(page, "2026-11");
+  const box = page.locator("#my-statement .statement");
+  for (const period of ["2026-11", "2026-10"]) {
+    if (period !== "2026-11") {
+      await choosePeriod(page, period);
+    }
+    const statement = tally.grpc(tokens.contoso, "tally.billing.v1.Billing/GetStatement", { tenant_id: CONTOSO.id, billing_period: period });
+    await box.locator("table.statement-lines").waitFor();
+    assert.deepEqual(await pageLines(box), grpcLines(statement), `${period}: the lines`);
+    assert.equal(await box.locator("dd.amount-due").getAttribute("data-amount"), statement.amountDue);
+    assert.equal(await box.locator("dd.total").getAttribute("data-amount"), statement.total);
+    assert.match(await box.locator("dd.amount-due").textContent(), /^-?\$[\d,]+\.\d{2} USD$/);
+    assert.equal(await box.locator(".final").textContent(), statement.final ? "Final" : "Open: can still change");
+    if (period === "2026-11") {
+      // The credit is a line of its own, with its reason.
+      assert.ok(statement.lines.some((l) => l.kind === "Adjustment" && l.cost.startsWith("-1.25")));
+      assert.equal(await box.locator('tr[data-kind="Adjustment"] th').textContent(), "Adjustment: Goodwill credit, ticket 4711");
+    } else {
+      assert.equal(statement.final, true);
+      assert.ok((await box.locator("svg.chart").getAttribute("aria-label")).startsWith("Cost per meter in 2026-10"));
+    }
+  }
+  await page.screenshot({ path: join(SHOTS, "tenant-statement.png"), fullPage: true });
+
+  // Each download button saves what the REST export route answers for the same period.
+  for (const [label, format] of [
+    ["CSV", "csv"],
+    ["FOCUS 1.0 (CSV)", "focus"],
+    ["Parquet", "parquet"],
+  ]) {
+    const [download] = await Promise.all([
+      page.waitForEvent("download"),
+      page.getByRole("button", { name: `Download 2026-10 as ${label}` }).click(),
+    ]);
+    const saved = await readFile(await download.path());
+    const response = await fetch(`${tally.base}/billing/v1/periods/2026-10/charges?format=${format}&tenantId=${CONTOSO.id}`, {
+      headers: { authorization: `Bearer ${tokens.contoso}` },
+    });
+    assert.equal(response.status, 200, format);
+    const expected = Buffer.from(await response.arrayBuffer());
+    assert.ok(expected.length > 0, `${format}: an export`);
+    assert.ok(saved.equals(expected), `${format}: the saved file is the REST export`);
+    const disposition = response.headers.get("content-disposition");
+    assert.ok(disposition.includes(download.suggestedFilename()), `${format}: saved as ${download.suggestedFilename()} (${disposition})`);
+    await page.locator("#download-status", { hasText: `Saved ${download.suggestedFilename()}` }).waitFor();
+  }
+  const html = await page.content();
+  for (const secret of [FABRIKAM.id, FABRIKAM.name, LOGS.id]) {
+    assert.ok(!html.includes(secret), `the tenant's statement shows ${secret}`);
+  }
   assertWellBehaved(page);
   await page.close();
 });

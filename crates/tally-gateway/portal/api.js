@@ -40,8 +40,11 @@ export function parseExact(text) {
   return JSON.parse(text.replace(EXACT_NUMBERS, '"quantity":"$1"'));
 }
 
-/** GET `path` (same origin) with the caller's token; the parsed JSON, or an ApiError. */
-export async function get(path) {
+/**
+ * GET `path` (same origin) with the caller's token: the response when it is a success, else an
+ * ApiError with Tally's error code and message.
+ */
+export async function fetchWithToken(path, accept = "application/json") {
   const token = session.token();
   if (!token) {
     throw new ApiError(401, "MissingCredentials", "not signed in");
@@ -49,14 +52,14 @@ export async function get(path) {
   let response;
   try {
     response = await fetch(path, {
-      headers: { Authorization: `Bearer ${token}`, Accept: "application/json" },
+      headers: { Authorization: `Bearer ${token}`, Accept: accept },
       cache: "no-store",
     });
   } catch (error) {
     throw new ApiError(0, "NetworkError", `Tally did not answer: ${error.message}`);
   }
-  const text = await response.text();
   if (!response.ok) {
+    const text = await response.text();
     let code = `HTTP${response.status}`;
     let message = text || response.statusText;
     try {
@@ -68,7 +71,13 @@ export async function get(path) {
     }
     throw new ApiError(response.status, code, message);
   }
-  return parseExact(text);
+  return response;
+}
+
+/** GET `path` (same origin) with the caller's token; the parsed JSON, or an ApiError. */
+export async function get(path) {
+  const response = await fetchWithToken(path);
+  return parseExact(await response.text());
 }
 
 /** Every item of a paged Tally listing: `key` of each page, following `nextPageToken`. */

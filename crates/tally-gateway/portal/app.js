@@ -3,6 +3,7 @@
 // gives it; sums are exact (decimal.js). Text from the API is set as text, never as HTML.
 
 import { ApiError, all, get, session } from "./api.js";
+import { EXPORT_FORMATS, costPerMeter, downloadExport, money, statementOf, statementsOf } from "./billing.js";
 import { barChart } from "./chart.js";
 import {
   everySubscriberRows,
@@ -103,9 +104,13 @@ function forgetPage() {
   for (const node of document.querySelectorAll("#portal .meters, #portal tbody, #portal thead:not(#tenants-table thead)")) {
     node.replaceChildren();
   }
-  for (const node of document.querySelectorAll("#pipeline dd, #period-note")) {
+  for (const node of document.querySelectorAll("#pipeline dd, #bridge dd, #bridge-last-error, #period-note, #statements-note, #download-status")) {
     node.textContent = "";
   }
+  for (const node of document.querySelectorAll("#portal .statement, #portal .statements-chart, #download-buttons")) {
+    node.replaceChildren();
+  }
+  $("bridge-parked-table").hidden = true;
   $("tenant-detail").hidden = true;
   clearErrors();
   say("");
@@ -337,6 +342,151 @@ function renderMeters(container, rows, window, heading = "h3") {
   );
 }
 
+// ---- statements ----------------------------------------------------------------------------
+
+function finalBadge(statement) {
+  return statement.final
+    ? el("span", { class: "final yes" }, "Final")
+    : el("span", { class: "final no" }, "Open: can still change");
+}
+
+function tenantName(tenantId) {
+  if (!tenantId) {
+    return "Subscriptions with no known owner";
+  }
+  const tenant = operatorData?.tenants.find((t) => t.tenantId.toLowerCase() === tenantId.toLowerCase());
+  return tenant?.displayName ?? tenantId;
+}
+
+/** A statement: totals, whether it is final, its lines, and a chart of cost per meter. */
+function renderStatement(container, statement, heading = "h3") {
+  const currency = statement.currency;
+  const lines = statement.lines ?? [];
+  const meters = costPerMeter(statement);
+  const rows = lines.map((line) =>
+    el(
+      "tr",
+      { "data-kind": line.kind, "data-subscription-id": line.subscriptionId, "data-meter-id": line.meterId },
+      el("th", { scope: "row" }, line.kind === "Usage" ? line.meterName || line.meterId : `Adjustment: ${line.description}`),
+      el("td", {}, line.subscriptionId ? el("code", {}, line.subscriptionId) : "—"),
+      el("td", { class: "quantity num" }, line.kind === "Usage" ? `${line.quantity} ${line.unit}` : ""),
+      el("td", { class: "cost num", "data-cost": line.cost }, money(line.cost, currency)),
+    ),
+  );
+  if (!rows.length) {
+    rows.push(el("tr", {}, el("td", { colspan: 4 }, "No charges in this period.")));
+  }
+  container.replaceChildren(
+    el(
+      heading,
+      {},
+      `Statement ${statement.billingPeriod} `,
+      finalBadge(statement),
+    ),
+    el(
+      "dl",
+      { class: "facts" },
+      el("div", {}, el("dt", {}, "Amount due"), el("dd", { class: "amount-due", "data-amount": statement.amountDue }, money(statement.amountDue, currency))),
+      el("div", {}, el("dt", {}, "Exact total"), el("dd", { class: "total", "data-amount": statement.total }, money(statement.total, currency))),
+      el("div", {}, el("dt", {}, "Currency"), el("dd", {}, currency || "—")),
+      el("div", {}, el("dt", {}, "Period"), el("dd", {}, `${utc(statement.periodStart)} to ${utc(statement.periodEnd)}`)),
+    ),
+    meters.length
+      ? barChart({
+          bars: meters.map((m) => ({ label: m.name.slice(0, 10), value: m.cost, tip: `${m.name}: ${money(m.cost, currency)}` })),
+          description: `Cost per meter in ${statement.billingPeriod}: ${meters.map((m) => `${m.name} ${money(m.cost, currency)}`).join("; ")}.`,
+        })
+      : null,
+    el(
+      "div",
+      { class: "table-wrap" },
+      el(
+        "table",
+        { class: "statement-lines" },
+        el("caption", { class: "visually-hidden" }, `Lines of the statement for ${statement.billingPeriod}`),
+        el(
+          "thead",
+          {},
+          el("tr", {}, ...["Charge", "Subscription", "Quantity", "Cost"].map((h) => el("th", { scope: "col" }, h))),
+        ),
+        el("tbody", {}, ...rows),
+      ),
+    ),
+  );
+}
+
+function renderStatements(statements, period) {
+  const sorted = [...statements].sort((a, b) => tenantName(a.tenantId).localeCompare(tenantName(b.tenantId)));
+  const currency = sorted.find((s) => s.currency)?.currency ?? "";
+  const final = sorted.length > 0 && sorted.every((s) => s.final);
+  $("statements-note").textContent = sorted.length
+    ? `${sorted.length} ${sorted.length === 1 ? "statement" : "statements"}; ${final ? "final: the period is closed." : "the period is open: figures can still change."}`
+    : "No statements for this period.";
+  $("statements").querySelector(".statements-chart").replaceChildren(
+    sorted.length
+      ? barChart({
+          bars: sorted.map((s) => ({ label: tenantName(s.tenantId).slice(0, 10), value: s.total, tip: `${tenantName(s.tenantId)}: ${money(s.total, s.currency)}` })),
+          description: `Cost per tenant in ${period}: ${sorted.map((s) => `${tenantName(s.tenantId)} ${money(s.total, s.currency)}`).join("; ")}.`,
+        })
+      : "",
+  );
+  $("statements-table").tBodies[0].replaceChildren(
+    ...sorted.map((s) =>
+      el(
+        "tr",
+        { "data-tenant-id": s.tenantId },
+        el("th", { scope: "row" }, tenantName(s.tenantId)),
+        el("td", { class: "total num", "data-amount": s.total }, money(s.total, s.currency || currency)),
+        el("td", { class: "amount-due num", "data-amount": s.amountDue }, money(s.amountDue, s.currency || currency)),
+        el("td", {}, finalBadge(s)),
+      ),
+    ),
+  );
+}
+
+// ---- the bridge ----------------------------------------------------------------------------
+
+async function loadBridge(current) {
+  const section = $("bridge");
+  try {
+    const status = await get("/bridge/v1/status");
+    const parked = status.parkedBatches > 0 ? await parkedUploads() : [];
+    if (!current()) {
+      return;
+    }
+    $("bridge-state").textContent = status.state;
+    $("bridge-sealed-through").textContent = utc(status.sealedThrough);
+    $("bridge-acknowledged-through").textContent = utc(status.acknowledgedThrough);
+    $("bridge-pending").textContent = String(status.pendingBatches);
+    $("bridge-parked").textContent = String(status.parkedBatches);
+    $("bridge-next-attempt").textContent = status.nextAttemptTime ? utc(status.nextAttemptTime) : "—";
+    $("bridge-last-error").textContent = status.lastError ? `Last error: ${status.lastError}` : "No error.";
+    const table = $("bridge-parked-table");
+    table.tBodies[0].replaceChildren(
+      ...parked.map((u) =>
+        el(
+          "tr",
+          { "data-batch-id": u.batchId },
+          el("th", { scope: "row" }, el("code", {}, u.batchId)),
+          el("td", {}, utc(u.reportedStartTime).slice(0, 10)),
+          el("td", { class: "num" }, String(u.records)),
+          el("td", { class: "num" }, String(u.attempts)),
+          el("td", {}, u.lastError),
+        ),
+      ),
+    );
+    table.hidden = parked.length === 0;
+  } catch (error) {
+    if (current()) {
+      fail(errorOf(section), error);
+    }
+  }
+}
+
+async function parkedUploads() {
+  return (await all("/bridge/v1/uploads?pageSize=1000", "uploads")).filter((u) => u.state === "Parked");
+}
+
 // ---- the operator's view -------------------------------------------------------------------
 
 async function loadPipeline(current) {
@@ -402,6 +552,13 @@ function showTenant(tenantId, { focus = true } = {}) {
   renderSubscriptions(section.querySelector("table.subscriptions"), owned);
   renderBySubscription(section.querySelector("table.by-subscription"), rows, owned);
   renderMeters(section.querySelector(".meters"), rows, operatorData.window, "h4");
+  const statement = operatorData.statements?.find((s) => s.tenantId.toLowerCase() === tenantId.toLowerCase());
+  const statementBox = section.querySelector(".statement");
+  if (statement) {
+    renderStatement(statementBox, statement);
+  } else {
+    statementBox.replaceChildren(el("p", { class: "muted" }, "No statement for this tenant in the period."));
+  }
   section.hidden = false;
   if (focus) {
     $("tenant-detail-title").focus();
@@ -413,7 +570,9 @@ async function loadOperator(window, current) {
     Promise.all([all("/tenancy/v1/tenants", "tenants"), all("/tenancy/v1/subscriptions?includeDeleted=true", "subscriptions")]),
   );
   const usage = settle(everySubscriberRows(window));
+  const statements = settle(window.empty ? Promise.resolve([]) : statementsOf(window.period));
   const pipeline = loadPipeline(current);
+  const bridge = loadBridge(current);
   const rows = await usage;
   if (!current()) {
     return;
@@ -431,13 +590,25 @@ async function loadOperator(window, current) {
     fail(errorOf($("tenants")), listed.error);
   } else {
     const [tenants, subscriptions] = listed.value;
-    operatorData = { tenants, subscriptions, rows: rows.value ?? [], window };
+    operatorData = { tenants, subscriptions, rows: rows.value ?? [], window, statements: [] };
     renderTenants(tenants, subscriptions, operatorData.rows);
-    if (openTenantId) {
-      showTenant(openTenantId, { focus: false });
-    }
   }
-  await pipeline;
+  const listedStatements = await statements;
+  if (!current()) {
+    return;
+  }
+  if (listedStatements.error) {
+    fail(errorOf($("statements")), listedStatements.error);
+  } else {
+    if (operatorData) {
+      operatorData.statements = listedStatements.value;
+    }
+    renderStatements(listedStatements.value, window.period);
+  }
+  if (operatorData && openTenantId) {
+    showTenant(openTenantId, { focus: false });
+  }
+  await Promise.all([pipeline, bridge]);
 }
 
 // ---- the tenant's view ---------------------------------------------------------------------
@@ -456,6 +627,8 @@ async function loadTenant(window, current) {
     return;
   }
   renderSubscriptions($("my-subscriptions").querySelector("table.subscriptions"), subscriptions);
+  renderDownloads(window);
+  const statement = loadMyStatement(window, current);
   const section = $("my-usage");
   try {
     const rows = (await Promise.all(subscriptions.map((s) => subscriptionRows(s.subscriptionId, window)))).flat();
@@ -469,6 +642,55 @@ async function loadTenant(window, current) {
       fail(errorOf(section), error);
     }
   }
+  await statement;
+}
+
+async function loadMyStatement(window, current) {
+  const section = $("my-statement");
+  const box = section.querySelector(".statement");
+  if (window.empty) {
+    box.replaceChildren(el("p", { class: "muted" }, `Nothing is reported in ${window.period} yet.`));
+    return;
+  }
+  try {
+    const statement = await statementOf(window.period, me.tenantId);
+    if (current()) {
+      renderStatement(box, statement);
+    }
+  } catch (error) {
+    if (current()) {
+      box.replaceChildren();
+      fail(errorOf(section), error);
+    }
+  }
+}
+
+function renderDownloads(window) {
+  const status = $("download-status");
+  const section = $("downloads");
+  $("download-buttons").replaceChildren(
+    ...EXPORT_FORMATS.map(({ format, label }) => {
+      const button = el(
+        "button",
+        { type: "button", "data-format": format, "aria-label": `Download ${window.period} as ${label}` },
+        label,
+      );
+      button.disabled = window.empty;
+      button.addEventListener("click", async () => {
+        const error = errorOf(section);
+        error.hidden = true;
+        status.textContent = `Preparing the ${label} file for ${window.period}…`;
+        try {
+          const saved = await downloadExport(window.period, format, me.tenantId);
+          status.textContent = `Saved ${saved.name} (${saved.bytes} bytes).`;
+        } catch (failure) {
+          status.textContent = "";
+          fail(error, failure);
+        }
+      });
+      return button;
+    }),
+  );
 }
 
 // ---- wiring --------------------------------------------------------------------------------

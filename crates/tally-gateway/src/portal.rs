@@ -39,6 +39,7 @@ const ASSETS: &[Asset] = &[
     asset!("decimal.js", "text/javascript; charset=utf-8"),
     asset!("chart.js", "text/javascript; charset=utf-8"),
     asset!("usage.js", "text/javascript; charset=utf-8"),
+    asset!("billing.js", "text/javascript; charset=utf-8"),
     asset!("icon.svg", "image/svg+xml"),
 ];
 
