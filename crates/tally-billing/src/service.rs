@@ -591,32 +591,47 @@ impl Billing {
         statement
     }
 
-    /// Rates a closable period once and stores every tenant's final statement.
-    async fn close(&self, period: BillingPeriod) -> Result<(), BillingError> {
+    /// Every tenant's statement of `period` (with usage or adjustments), in tenant order, rated
+    /// now; `closed` marks them final.
+    async fn every_statement(
+        &self,
+        period: BillingPeriod,
+        closed: bool,
+    ) -> Result<Vec<pb::Statement>, BillingError> {
         let context = Arc::new(self.context().await?);
         let lines = self
-            .fold_lines(period, true, Scope::All, context.clone())
+            .fold_lines(period, closed, Scope::All, context.clone())
             .await?;
         let adjustments = self.store.adjustments(&period.to_string(), None).await?;
         let mut tenants: Vec<&str> = lines.keys().map(String::as_str).collect();
         tenants.extend(adjustments.iter().map(|a| a.tenant_id.as_str()));
         tenants.sort_unstable();
         tenants.dedup();
-        let bodies: Vec<(String, String)> = tenants
+        Ok(tenants
             .into_iter()
             .map(|tenant| {
-                let statement = Self::statement(
+                Self::statement(
                     tenant,
                     period,
                     &context.currency,
-                    true,
+                    closed,
                     lines.get(tenant),
                     &adjustments,
-                );
-                (
-                    tenant.to_string(),
-                    base64::engine::general_purpose::STANDARD.encode(statement.encode_to_vec()),
                 )
+            })
+            .collect())
+    }
+
+    /// Rates a closable period once and stores every tenant's final statement.
+    async fn close(&self, period: BillingPeriod) -> Result<(), BillingError> {
+        let bodies: Vec<(String, String)> = self
+            .every_statement(period, true)
+            .await?
+            .into_iter()
+            .map(|statement| {
+                let body =
+                    base64::engine::general_purpose::STANDARD.encode(statement.encode_to_vec());
+                (statement.tenant_id, body)
             })
             .collect();
         let closed_time = micros(self.clock.now());
@@ -760,29 +775,15 @@ impl Billing {
                 .map(|(_, body)| Self::decode(body))
                 .collect::<Result<Vec<_>, _>>()?
         } else {
-            let context = Arc::new(self.context().await?);
-            let lines = self
-                .fold_lines(period, false, Scope::All, context.clone())
-                .await?;
-            let adjustments = self.store.adjustments(&period.to_string(), None).await?;
-            let mut tenants: Vec<&str> = lines.keys().map(String::as_str).collect();
-            tenants.extend(adjustments.iter().map(|a| a.tenant_id.as_str()));
-            tenants.sort_unstable();
-            tenants.dedup();
-            tenants
+            self.every_statement(period, false)
+                .await?
                 .into_iter()
-                .filter(|t| after_tenant.as_deref().is_none_or(|after| *t > after))
-                .take(limit + 1)
-                .map(|t| {
-                    Self::statement(
-                        t,
-                        period,
-                        &context.currency,
-                        false,
-                        lines.get(t),
-                        &adjustments,
-                    )
+                .filter(|s| {
+                    after_tenant
+                        .as_deref()
+                        .is_none_or(|after| s.tenant_id.as_str() > after)
                 })
+                .take(limit + 1)
                 .collect()
         };
         let mut statements = statements;
