@@ -12,6 +12,7 @@ use tally_core::{Clock, Granularity, ManualClock};
 use tally_gateway::{AuthConfig, Backends, Claims, OwnershipCache, Principal};
 use tally_proto::bearer::{AuthorizedChannel, Bearer};
 use tally_proto::billing::v1::billing_client::BillingClient;
+use tally_proto::billing_api::{BillingApi, BillingClient as BillingApiClient};
 use tally_proto::bridge::v1::usage_bridge_client::UsageBridgeClient;
 use tally_proto::bridge_api::BridgeApi;
 use tally_proto::clock::v1::clock_client::ClockClient;
@@ -321,8 +322,9 @@ impl Cluster {
             .open_bridge(usage.clone(), registration.clone(), with_bridge)
             .await;
         let process_clock = Arc::new(tally_gateway::ProcessClock::new(cluster.clock.clone()));
-        // Billing runs in-process beside the gateway in both topologies, reading usage and
-        // tenancy through the same contracts the gateway calls.
+        // Billing reads usage and tenancy through the same contracts the gateway calls. In one
+        // process the gateway calls it in-process; apart, over gRPC, as `tally gateway
+        // --billing-url` does.
         let billing = Arc::new(
             tally_billing::Billing::open(
                 &tally_billing::Config::new(cluster.db.billing_url()),
@@ -333,7 +335,23 @@ impl Cluster {
             .await
             .expect("open billing"),
         );
-        cluster.billing = Some((billing.clone(), billing.start_closer()));
+        let billing: Arc<dyn BillingApi> = match topology {
+            Topology::InProcess => {
+                cluster.billing = Some((billing.clone(), billing.start_closer()));
+                billing
+            }
+            Topology::Remote => {
+                // serve_billing runs the closer beside the server.
+                let (addr, server) = spawn_server(|listener, stop| async move {
+                    tally_billing::serve_billing(billing, listener, stop)
+                        .await
+                        .expect("billing serves");
+                })
+                .await;
+                cluster.servers.push(server);
+                Arc::new(BillingApiClient::connect_lazy(&format!("http://{addr}")).unwrap())
+            }
+        };
         let (gateway, server) = spawn_server(|listener, stop| async move {
             tally_gateway::serve_backends(
                 Backends {

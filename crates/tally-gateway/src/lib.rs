@@ -31,7 +31,7 @@ mod rest;
 use std::future::Future;
 use std::sync::Arc;
 
-use tally_proto::billing_api::{BillingApi, BillingGrpc, BillingServices};
+use tally_proto::billing_api::{BillingApi, BillingClient, BillingGrpc, BillingServices};
 use tally_proto::bridge_api::{BridgeApi, BridgeClient, BridgeGrpc, BridgeServices};
 use tally_proto::clock_api::{ClockApi, ClockGrpc, ClockServices};
 use tally_proto::registration_api::{
@@ -56,6 +56,8 @@ pub struct Config {
     pub registration_url: String,
     /// The usage bridge's gRPC address, e.g. `http://127.0.0.1:50054`.
     pub bridge_url: String,
+    /// The billing service's gRPC address, if this gateway fronts one.
+    pub billing_url: Option<String>,
     pub auth: AuthConfig,
     /// How the gateway's server guards itself (limits, TLS).
     pub server: Options,
@@ -101,15 +103,24 @@ pub async fn serve(
             .map(|p| Arc::new(p) as Arc<dyn Readiness>)
             .map_err(|e| peer(url, e))
     };
-    let readiness = AllReady(vec![
+    let mut peers = vec![
         ("aggregator", peer_health(&config.aggregator_url)?),
         ("registration", peer_health(&config.registration_url)?),
-    ]);
+    ];
+    let billing = match &config.billing_url {
+        Some(url) => {
+            peers.push(("billing", peer_health(url)?));
+            let client = BillingClient::connect_lazy(url).map_err(|e| peer(url, e))?;
+            Some(Arc::new(client) as Arc<dyn BillingApi>)
+        }
+        None => None,
+    };
+    let readiness = AllReady(peers);
     let backends = Backends {
         usage: Arc::new(usage),
         registration: Arc::new(registration),
         clock: Arc::new(ProcessClock::new(Arc::new(tally_core::SystemClock))),
-        billing: None,
+        billing,
         bridge: Arc::new(bridge),
         readiness: Arc::new(readiness),
         ownership: OwnershipCache::For(config.ownership_ttl),

@@ -25,7 +25,6 @@ mod error;
 mod guid;
 pub mod receiver;
 pub mod registration;
-#[cfg(feature = "scratch")]
 pub mod scratch;
 mod sql;
 pub mod usage;

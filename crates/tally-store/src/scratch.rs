@@ -1,4 +1,4 @@
-//! Scratch PostgreSQL databases, for tests and benchmarks (feature `scratch`): created with a
+//! Scratch PostgreSQL databases, for tests and benchmarks: created with a
 //! unique name on a server the caller names, dropped when done, and found again by age when a
 //! run that crashed left them behind.
 

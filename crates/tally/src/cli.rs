@@ -208,11 +208,9 @@ impl ServeArgs {
     }
 }
 
-#[derive(Debug, Clone, Parser)]
-#[command(name = "tally-gateway", version, about = "Tally's gateway alone")]
-pub struct GatewayArgs {
-    #[arg(long, env = "TALLY_LISTEN", default_value = "127.0.0.1:50051")]
-    pub listen: SocketAddr,
+/// Where a service finds the usage and registration services it calls, when they run apart.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PeerArgs {
     /// The aggregator's gRPC address.
     #[arg(
         long,
@@ -227,6 +225,15 @@ pub struct GatewayArgs {
         default_value = "http://127.0.0.1:50053"
     )]
     pub registration_url: String,
+}
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "tally-gateway", version, about = "Tally's gateway alone")]
+pub struct GatewayArgs {
+    #[arg(long, env = "TALLY_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub peers: PeerArgs,
     /// The usage bridge's gRPC address.
     #[arg(
         long,
@@ -234,6 +241,10 @@ pub struct GatewayArgs {
         default_value = "http://127.0.0.1:50055"
     )]
     pub bridge_url: String,
+    /// The billing service's gRPC address; without it the billing routes answer that no billing
+    /// service is configured.
+    #[arg(long, env = "TALLY_BILLING_URL")]
+    pub billing_url: Option<String>,
     /// Where the development signing key lives when no key option is given.
     #[arg(long, env = "TALLY_DATA_DIR", default_value = "./tally-data")]
     pub data_dir: PathBuf,
@@ -310,20 +321,8 @@ pub struct BillingArgs {
         default_value = "sqlite://./tally-data/billing.db?mode=rwc"
     )]
     pub database_url: String,
-    /// The aggregator's gRPC address (usage is read through the usage contract).
-    #[arg(
-        long,
-        env = "TALLY_AGGREGATOR_URL",
-        default_value = "http://127.0.0.1:50052"
-    )]
-    pub aggregator_url: String,
-    /// The registration service's gRPC address (subscription owners).
-    #[arg(
-        long,
-        env = "TALLY_REGISTRATION_URL",
-        default_value = "http://127.0.0.1:50053"
-    )]
-    pub registration_url: String,
+    #[command(flatten)]
+    pub peers: PeerArgs,
     #[command(flatten)]
     pub ops: OpsArgs,
 }
@@ -340,18 +339,8 @@ pub struct BridgeArgs {
         default_value = "sqlite://./tally-data/bridge.db?mode=rwc"
     )]
     pub database_url: String,
-    #[arg(
-        long,
-        env = "TALLY_AGGREGATOR_URL",
-        default_value = "http://127.0.0.1:50052"
-    )]
-    pub aggregator_url: String,
-    #[arg(
-        long,
-        env = "TALLY_REGISTRATION_URL",
-        default_value = "http://127.0.0.1:50053"
-    )]
-    pub registration_url: String,
+    #[command(flatten)]
+    pub peers: PeerArgs,
     /// The upstream commerce endpoint, e.g. http://127.0.0.1:50070.
     #[arg(long, env = "TALLY_COMMERCE_ENDPOINT")]
     pub commerce_endpoint: String,

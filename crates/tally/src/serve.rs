@@ -154,9 +154,10 @@ pub(crate) async fn service(which: Service) -> anyhow::Result<()> {
             let listener = bind("tally-gateway", args.listen).await?;
             let auth = crate::keys::auth_config(&args.auth, &args.data_dir)?;
             let config = tally_gateway::Config {
-                aggregator_url: args.aggregator_url,
-                registration_url: args.registration_url,
+                aggregator_url: args.peers.aggregator_url,
+                registration_url: args.peers.registration_url,
                 bridge_url: args.bridge_url,
+                billing_url: args.billing_url,
                 auth,
                 server: server_options(&args.ops, Some(&args.tls))?,
                 ownership_ttl: Duration::from_secs(args.ownership_cache_seconds),
@@ -194,8 +195,8 @@ pub(crate) async fn service(which: Service) -> anyhow::Result<()> {
             prepare_sqlite_dir(&args.database_url)?;
             let listener = bind("tally-billing", args.listen).await?;
             let mut config = tally_billing::Config::new(args.database_url);
-            config.usage_url = args.aggregator_url;
-            config.registration_url = args.registration_url;
+            config.usage_url = args.peers.aggregator_url;
+            config.registration_url = args.peers.registration_url;
             config.server = server_options(&args.ops, None)?;
             with_metrics("tally-billing", &args.ops, async {
                 Ok(tally_billing::serve(config, listener, shutdown_signal()).await?)
@@ -215,8 +216,8 @@ pub(crate) async fn service(which: Service) -> anyhow::Result<()> {
             with_metrics("tally-bridge", &args.ops, async {
                 Ok(tally_bridge::serve(
                     config,
-                    &args.aggregator_url,
-                    &args.registration_url,
+                    &args.peers.aggregator_url,
+                    &args.peers.registration_url,
                     listener,
                     shutdown_signal(),
                 )

@@ -163,7 +163,8 @@ fn usage(
 }
 
 async fn statements_rate_exactly_and_close_for_good(backend: Backend) {
-    let cluster = Cluster::start(backend, Topology::InProcess).await;
+    // Apart: the gateway reaches billing, and billing reaches usage and tenancy, over gRPC.
+    let cluster = Cluster::start(backend, Topology::Remote).await;
     owners(&cluster, &[(SUB_A, T1), (SUB_B, T2)]).await;
     let billing = cluster.operator().billing();
     let vm = meters::BASE_VM_SIZE_HOURS;

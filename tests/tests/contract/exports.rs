@@ -56,7 +56,8 @@ async fn export(
 }
 
 async fn exported_costs_add_up_to_the_statements(backend: Backend) {
-    let cluster = Cluster::start(backend, Topology::InProcess).await;
+    // Apart: the gateway reaches billing, and billing reaches usage and tenancy, over gRPC.
+    let cluster = Cluster::start(backend, Topology::Remote).await;
     let tenancy = cluster.operator().tenancy();
     for tenant in [T1, T2] {
         tenancy
