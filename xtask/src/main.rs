@@ -138,7 +138,14 @@ fn bench(quick: bool, args: &[String]) -> anyhow::Result<()> {
 
 fn chaos(kills: usize, backend: &str, args: &[String]) -> anyhow::Result<()> {
     cargo(&[
-        "build", "--package", "tally", "--bin", "tally", "--package", "tally-bench", "--bin",
+        "build",
+        "--package",
+        "tally",
+        "--bin",
+        "tally",
+        "--package",
+        "tally-bench",
+        "--bin",
         "tally-chaos",
     ])?;
     let binary = root().join("target/debug/tally-chaos");

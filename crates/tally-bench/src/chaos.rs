@@ -109,7 +109,10 @@ async fn main() -> anyhow::Result<()> {
             .join("tally"),
     };
     if !tally.is_file() {
-        bail!("{} is missing: build it with `cargo build -p tally`", tally.display());
+        bail!(
+            "{} is missing: build it with `cargo build -p tally`",
+            tally.display()
+        );
     }
     let seed = args.seed.unwrap_or_else(|| {
         u64::try_from(Utc::now().timestamp_nanos_opt().unwrap_or(1)).unwrap_or(1) | 1
@@ -440,8 +443,12 @@ async fn run(
         }
     }
     // Every record accepted once, stored once.
-    lost += records.saturating_sub(stored).max(records.saturating_sub(accepted));
-    doubled += stored.saturating_sub(records).max(accepted.saturating_sub(records));
+    lost += records
+        .saturating_sub(stored)
+        .max(records.saturating_sub(accepted));
+    doubled += stored
+        .saturating_sub(records)
+        .max(accepted.saturating_sub(records));
     if totals.len() > SUBSCRIPTIONS.len() {
         bail!("aggregates of unknown subscriptions: {totals:?}");
     }

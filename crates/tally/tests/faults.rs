@@ -389,7 +389,10 @@ impl SmallFilesystem {
 
 impl Drop for SmallFilesystem {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
     }
 }
 
@@ -400,7 +403,11 @@ fn fill(path: &Path) -> u64 {
     let mut written = 0;
     for chunk in [1 << 20, 4 << 10, 512, 1] {
         let bytes = vec![0u8; chunk];
-        while file.write_all(&bytes).and_then(|()| file.sync_all()).is_ok() {
+        while file
+            .write_all(&bytes)
+            .and_then(|()| file.sync_all())
+            .is_ok()
+        {
             written += chunk as u64;
         }
     }
@@ -427,8 +434,7 @@ async fn a_full_sqlite_data_folder_refuses_batches_whole_and_recovers_once_space
     let mut acknowledged = 0;
     for b in 0..3 {
         let (answer, _) =
-            post_until_acknowledged(&mut client, &numbered_batch(&format!("full-{b}"), hour))
-                .await;
+            post_until_acknowledged(&mut client, &numbered_batch(&format!("full-{b}"), hour)).await;
         assert_eq!(answer.accepted as usize, PER_BATCH);
         acknowledged += 1;
     }

@@ -85,7 +85,8 @@ impl http_body::Body for CatchingBody {
                 this.ended = true;
                 report(this.server, &this.route, panic.as_ref());
                 let mut trailers = HeaderMap::new();
-                let internal = crate::status::status(tally_core::Reason::Internal, "internal error");
+                let internal =
+                    crate::status::status(tally_core::Reason::Internal, "internal error");
                 if this.grpc && internal.add_header(&mut trailers).is_ok() {
                     Poll::Ready(Some(Ok(Frame::trailers(trailers))))
                 } else {
