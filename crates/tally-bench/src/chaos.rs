@@ -442,13 +442,13 @@ async fn run(
             }
         }
     }
-    // Every record accepted once, stored once.
+    // Every acknowledged record stored once: no fewer stored than acknowledged, nor than were
+    // answered as newly stored (a resend of a batch committed before a kill is answered as
+    // duplicates, so `accepted` may be below `records`, never above `stored`).
     lost += records
         .saturating_sub(stored)
-        .max(records.saturating_sub(accepted));
-    doubled += stored
-        .saturating_sub(records)
-        .max(accepted.saturating_sub(records));
+        .max(accepted.saturating_sub(stored));
+    doubled += stored.saturating_sub(records);
     if totals.len() > SUBSCRIPTIONS.len() {
         bail!("aggregates of unknown subscriptions: {totals:?}");
     }
