@@ -8,6 +8,8 @@
 //! - `portal`: the web portal in headless Chromium (`tests/portal/`: `npm ci`, then its tests).
 //! - `bench`: builds `tally` and `tally-bench` and runs the benchmark (crates/tally-bench).
 //! - `migrate`: applies the schema to a database.
+//! - `chaos`: builds `tally` and `tally-chaos` and kills and restarts `tally serve` N times
+//!   while clients post, then checks nothing was lost or doubled (crates/tally-bench/src/chaos.rs).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -52,6 +54,18 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Kills (SIGKILL) and restarts tally serve --kills times at random moments while clients
+    /// post and resend, then checks every record is counted exactly once (debug build).
+    Chaos {
+        #[arg(long, default_value_t = 10)]
+        kills: usize,
+        /// sqlite, postgres or both (PostgreSQL needs TALLY_TEST_POSTGRES_URL).
+        #[arg(long, default_value = "both")]
+        backend: String,
+        /// Extra arguments go to tally-chaos (e.g. --seed).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Applies every service's migrations to --database-url (or the SQLite files in --data-dir).
     Migrate {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -85,6 +99,11 @@ fn main() -> anyhow::Result<()> {
         Task::Portal => portal(),
         Task::Migrate { args } => tally("migrate", &args),
         Task::Bench { quick, args } => bench(quick, &args),
+        Task::Chaos {
+            kills,
+            backend,
+            args,
+        } => chaos(kills, &backend, &args),
     }
 }
 
@@ -113,6 +132,26 @@ fn bench(quick: bool, args: &[String]) -> anyhow::Result<()> {
         .with_context(|| format!("run {}", binary.display()))?;
     if !status.success() {
         bail!("tally-bench failed ({status})");
+    }
+    Ok(())
+}
+
+fn chaos(kills: usize, backend: &str, args: &[String]) -> anyhow::Result<()> {
+    build_binaries()?;
+    let binary = root().join("target/debug/tally-chaos");
+    let started = std::time::Instant::now();
+    let status = Command::new(&binary)
+        .args(["--kills", &kills.to_string(), "--backend", backend])
+        .args(args)
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("run {}", binary.display()))?;
+    eprintln!(
+        "cargo xtask chaos: {:.1} s (after the build)",
+        started.elapsed().as_secs_f64()
+    );
+    if !status.success() {
+        bail!("tally-chaos failed ({status})");
     }
     Ok(())
 }

@@ -28,7 +28,9 @@ impl UsageError {
         match self {
             UsageError::Rejected(_) => BatchOutcome::Invalid,
             UsageError::Store(StoreError::EventIdConflict { .. }) => BatchOutcome::Conflict,
-            UsageError::Store(StoreError::Unavailable(_)) => BatchOutcome::Unavailable,
+            UsageError::Store(StoreError::Unavailable(_) | StoreError::StorageFull(_)) => {
+                BatchOutcome::Unavailable
+            }
             UsageError::Overloaded { .. } => BatchOutcome::Overloaded,
             UsageError::ProcessingNotComplete { .. } | UsageError::Store(_) => BatchOutcome::Failed,
         }
@@ -49,6 +51,10 @@ impl From<UsageError> for Status {
                     &event_id,
                     "is already stored with different content".into(),
                 ))
+            }
+            UsageError::Store(StoreError::StorageFull(e)) => {
+                tracing::error!(error = %e, "usage database disk full");
+                status::storage_full("the usage database")
             }
             UsageError::Store(StoreError::Unavailable(e)) => {
                 tracing::warn!(error = %e, "usage database unavailable");

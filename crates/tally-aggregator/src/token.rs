@@ -146,4 +146,57 @@ mod tests {
         assert_eq!(keys.verify(b"q", "not base64!"), None);
         assert_eq!(keys.verify(b"q", ""), None);
     }
+
+    /// Property tests (proptest): any key round-trips through its token for the query it was
+    /// issued for, and no input, however malformed, makes verification panic or succeed.
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn row_key() -> impl Strategy<Value = RowKey> {
+            (any::<i64>(), any::<i64>(), any::<i64>(), any::<i64>()).prop_map(
+                |(bucket, subscription_key, meter_key, instance_key)| RowKey {
+                    usage_bucket: UnixSeconds::from_stored(bucket),
+                    subscription_key,
+                    meter_key,
+                    instance_key,
+                },
+            )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+            #[test]
+            fn issue_then_verify_is_the_identity(
+                secret in proptest::collection::vec(any::<u8>(), 0..100),
+                query in proptest::collection::vec(any::<u8>(), 0..200),
+                other in proptest::collection::vec(any::<u8>(), 0..200),
+                after in row_key(),
+            ) {
+                let keys = TokenKey::new(secret);
+                let token = keys.issue(&query, after);
+                prop_assert_eq!(keys.verify(&query, &token), Some(after));
+                if other != query {
+                    prop_assert_eq!(keys.verify(&other, &token), None);
+                }
+            }
+
+            #[test]
+            fn arbitrary_text_is_refused_without_panicking(token in any::<String>()) {
+                let keys = TokenKey::new(b"secret".to_vec());
+                prop_assert_eq!(keys.verify(b"q", &token), None);
+            }
+
+            #[test]
+            fn arbitrary_bytes_are_refused_without_panicking(
+                bytes in proptest::collection::vec(any::<u8>(), 0..80),
+            ) {
+                // Well-formed base64 of any length, including the token's own.
+                let keys = TokenKey::new(b"secret".to_vec());
+                prop_assert_eq!(keys.verify(b"q", &URL_SAFE_NO_PAD.encode(&bytes)), None);
+            }
+        }
+    }
 }

@@ -28,6 +28,10 @@ impl From<BillingError> for Status {
     fn from(error: BillingError) -> Status {
         match error {
             BillingError::Rejected(rejection) => status::from_rejection(&rejection),
+            BillingError::Store(StoreError::StorageFull(e)) => {
+                tracing::error!(error = %e, "billing database disk full");
+                status::storage_full("the billing database")
+            }
             BillingError::Store(StoreError::Unavailable(e)) => {
                 tracing::warn!(error = %e, "billing database unavailable");
                 status::unavailable("the billing database")

@@ -29,6 +29,10 @@ impl From<BridgeError> for Status {
     fn from(error: BridgeError) -> Status {
         match error {
             BridgeError::Rejected(rejection) => status::from_rejection(&rejection),
+            BridgeError::Store(StoreError::StorageFull(e)) => {
+                tracing::error!(error = %e, "bridge database disk full");
+                status::storage_full("the bridge database")
+            }
             BridgeError::Store(StoreError::Unavailable(e)) => {
                 tracing::warn!(error = %e, "bridge database unavailable");
                 status::unavailable("the bridge database")

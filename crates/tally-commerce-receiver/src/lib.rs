@@ -171,6 +171,7 @@ impl Receiver {
 fn store_error(error: tally_store::StoreError) -> Status {
     match error {
         tally_store::StoreError::Unavailable(_) => status::unavailable("the receiver database"),
+        tally_store::StoreError::StorageFull(_) => status::storage_full("the receiver database"),
         e => status::internal(&e),
     }
 }

@@ -75,6 +75,7 @@ reasons! {
     // Failures of ours or of a dependency.
     ServiceUnavailable => Unavailable: "A database or peer service is down or busy; the call is safe to retry.",
     TooManyRequests => ResourceExhausted: "The server is at its limit of requests in flight, or of batch bytes being stored; nothing was done, retry after a pause.",
+    StorageFull => ResourceExhausted: "The database's disk is full: the write stored nothing; retry once space is freed.",
     Internal => Internal: "A failure of Tally's own; it is logged with its cause.",
     // Registration and tenancy (tally.registration.v1).
     RegistrationNotFound => NotFound: "The installation is not registered, or the registration named in the path is not this one.",

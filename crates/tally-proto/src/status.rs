@@ -61,6 +61,15 @@ pub fn unavailable(what: impl std::fmt::Display) -> Status {
     )
 }
 
+/// The disk of a database is full: the write stored nothing, and the caller may retry once
+/// space is freed.
+pub fn storage_full(what: impl std::fmt::Display) -> Status {
+    status(
+        Reason::StorageFull,
+        format!("the disk of {what} is full; nothing was stored; retry once space is freed"),
+    )
+}
+
 /// Refused for load, before any work: the caller may retry after a pause.
 pub fn too_many_requests(message: impl Into<String>) -> Status {
     status(Reason::TooManyRequests, message)

@@ -17,6 +17,10 @@ impl From<RegistrationError> for Status {
     fn from(error: RegistrationError) -> Status {
         match error {
             RegistrationError::Rejected(rejection) => status::from_rejection(&rejection),
+            RegistrationError::Store(StoreError::StorageFull(e)) => {
+                tracing::error!(error = %e, "registration database disk full");
+                status::storage_full("the registration database")
+            }
             RegistrationError::Store(StoreError::Unavailable(e)) => {
                 tracing::warn!(error = %e, "registration database unavailable");
                 status::unavailable("the registration database")

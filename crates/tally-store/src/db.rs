@@ -5,6 +5,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sea_orm::sqlx::ConnectOptions as _;
+use sea_orm::sqlx::Connection as _;
 use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sea_orm::sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
@@ -111,6 +112,21 @@ impl Database {
                     .min_connections(1)
                     .idle_timeout(None)
                     .max_lifetime(None)
+                    // After SQLITE_FULL SQLite may roll a transaction back by itself; the driver's
+                    // own ROLLBACK then fails and it still counts a transaction open, so its next
+                    // BEGIN would be a SAVEPOINT and its COMMIT a RELEASE that is never durable.
+                    // A connection handed out still counting one is replaced by a fresh one.
+                    .before_acquire(|conn, _| {
+                        Box::pin(async move {
+                            let lost_track = conn.is_in_transaction();
+                            if lost_track {
+                                tracing::warn!(
+                                    "replacing the SQLite writer connection: it lost track of its transaction"
+                                );
+                            }
+                            Ok(!lost_track)
+                        })
+                    })
                     .connect_with(options.clone())
                     .await
                     .map_err(unreachable_database)?;

@@ -107,7 +107,8 @@ impl Sqlite {
         };
         let mut done = Vec::with_capacity(jobs.len());
         let mut learned = Vec::with_capacity(jobs.len());
-        for job in jobs {
+        let mut jobs = jobs.into_iter();
+        for job in jobs.by_ref() {
             let result = async {
                 let savepoint = txn.begin().await?;
                 let (outcome, keys) = store
@@ -117,6 +118,22 @@ impl Sqlite {
                 Ok(outcome)
             }
             .await;
+            if let Err(e @ (StoreError::StorageFull(_) | StoreError::Unavailable(_))) = &result {
+                // SQLite may have rolled the whole transaction back already (it may after
+                // SQLITE_FULL), so nothing of the group is kept: every batch gets the error,
+                // and the rest are not tried in what could be autocommit mode.
+                let e = e.clone();
+                let _ = txn.rollback().await;
+                for reply in done
+                    .into_iter()
+                    .map(|(reply, _)| reply)
+                    .chain(std::iter::once(job.reply))
+                    .chain(jobs.map(|job| job.reply))
+                {
+                    let _ = reply.send(Err(e.clone()));
+                }
+                return;
+            }
             done.push((job.reply, result));
         }
         self.group_commits.fetch_add(1, Ordering::Relaxed);
