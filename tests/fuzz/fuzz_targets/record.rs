@@ -12,6 +12,7 @@ use chrono::{DateTime, Duration, Utc};
 use libfuzzer_sys::fuzz_target;
 use prost::Message as _;
 use tally_core::meter::built_in_meters;
+use tally_core::time::unix_nanos;
 use tally_core::{MeterCatalog, UsageRecordInput, validate_batch};
 use tally_proto::convert::Timestamp;
 use tally_proto::usage::v1 as pb;
@@ -152,6 +153,8 @@ fuzz_target!(|input: Input| {
                 assert!(catalog.contains(&record.meter_id));
                 assert!(record.quantity.units() < 1_000_000_000_000_000_000);
                 assert!(record.usage_start < record.usage_end);
+                // As stored: i64 nanoseconds keep the order (a leap second once broke it).
+                assert!(unix_nanos(record.usage_start) < unix_nanos(record.usage_end));
                 assert!(record.usage_start <= now());
                 assert!(record.usage_end <= record.usage_start + Duration::hours(1));
                 assert!(record.usage_start.timestamp() >= 0);
