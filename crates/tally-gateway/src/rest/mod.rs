@@ -313,8 +313,11 @@ pub struct RestProbe {
     /// The query's parameters, names lower-cased, sorted.
     pub query: Vec<(String, String)>,
     /// For the usage routes: the reported start and end the query asks for.
-    pub usage_window: Option<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)>,
+    pub usage_window: Option<ReportedTimes>,
 }
+
+/// A usage query's reported start and end, each if given.
+pub type ReportedTimes = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
 /// A request the REST layer refuses before any handler runs: the HTTP status and ARM code.
 #[derive(Debug, PartialEq, Eq)]

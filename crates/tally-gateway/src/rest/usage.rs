@@ -166,7 +166,7 @@ pub(super) struct Window {
 
 impl Window {
     /// The reported start and end the query asks for, as UTC.
-    pub(super) fn times(&self) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+    pub(super) fn times(&self) -> super::ReportedTimes {
         (
             tally_proto::convert::utc(self.start.as_ref()),
             tally_proto::convert::utc(self.end.as_ref()),
