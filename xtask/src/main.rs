@@ -10,6 +10,7 @@
 //! - `migrate`: applies the schema to a database.
 //! - `chaos`: builds `tally` and `tally-chaos` and kills and restarts `tally serve` N times
 //!   while clients post, then checks nothing was lost or doubled (crates/tally-bench/src/chaos.rs).
+//! - `fuzz`: builds the fuzz targets of `tests/fuzz` (cargo-fuzz) and runs each, bounded.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -66,6 +67,15 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Builds the fuzz targets (tests/fuzz, cargo-fuzz) and runs each, or `target`, for --runs
+    /// executions or --seconds (20 s when neither is given), from its committed corpus.
+    Fuzz {
+        #[arg(long, conflicts_with = "seconds")]
+        runs: Option<u64>,
+        #[arg(long)]
+        seconds: Option<u64>,
+        target: Option<String>,
+    },
     /// Applies every service's migrations to --database-url (or the SQLite files in --data-dir).
     Migrate {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -104,7 +114,67 @@ fn main() -> anyhow::Result<()> {
             backend,
             args,
         } => chaos(kills, &backend, &args),
+    },
+        Task::Fuzz {
+            runs,
+            seconds,
+            target,
+        } => fuzz(runs, seconds, target.as_deref()),
     }
+}
+
+/// The fuzz targets of `tests/fuzz/fuzz_targets/`.
+const FUZZ_TARGETS: &[&str] = &["quantity", "record", "window", "rest", "token", "jwt"];
+/// cargo-fuzz's `-Z` flags need nightly; this lets them through on the stable toolchain.
+const FUZZ_ENV: (&str, &str) = ("RUSTC_BOOTSTRAP", "1");
+const FUZZ_SANITIZER: &str = "address";
+
+fn fuzz(runs: Option<u64>, seconds: Option<u64>, target: Option<&str>) -> anyhow::Result<()> {
+    which("cargo-fuzz")
+        .context("cargo-fuzz is not installed: cargo install --locked cargo-fuzz")?;
+    let targets: Vec<&str> = match target {
+        Some(t) if FUZZ_TARGETS.contains(&t) => vec![t],
+        Some(t) => bail!("no fuzz target {t}; the targets are {FUZZ_TARGETS:?}"),
+        None => FUZZ_TARGETS.to_vec(),
+    };
+    let bound = match runs {
+        Some(runs) => format!("-runs={runs}"),
+        None => format!("-max_total_time={}", seconds.unwrap_or(20)),
+    };
+    let cargo_fuzz = |args: &[&str]| -> anyhow::Result<()> {
+        eprintln!("$ cargo fuzz {}", args.join(" "));
+        let status = Command::new(env!("CARGO"))
+            .arg("fuzz")
+            .args(args)
+            .env(FUZZ_ENV.0, FUZZ_ENV.1)
+            .current_dir(root())
+            .status()
+            .context("run cargo fuzz")?;
+        if !status.success() {
+            bail!("cargo fuzz {} failed ({status})", args.join(" "));
+        }
+        Ok(())
+    };
+    let common = ["--fuzz-dir", "tests/fuzz", "--sanitizer", FUZZ_SANITIZER];
+    cargo_fuzz(&[&["build"], common.as_slice()].concat())?;
+    for target in targets {
+        // New inputs go to a scratch corpus; the committed one is only read.
+        let scratch =
+            std::env::temp_dir().join(format!("tally-fuzz-{target}-{}", std::process::id()));
+        std::fs::create_dir_all(&scratch)?;
+        let committed = format!("tests/fuzz/corpus/{target}");
+        let scratch_text = scratch.to_string_lossy();
+        let run = [
+            &["run"],
+            common.as_slice(),
+            &[target, &scratch_text, &committed, "--", &bound],
+        ]
+        .concat();
+        let result = cargo_fuzz(&run);
+        let _ = std::fs::remove_dir_all(&scratch);
+        result?;
+    }
+    Ok(())
 }
 
 fn tally(command: &str, args: &[String]) -> anyhow::Result<()> {

@@ -18,7 +18,7 @@
 mod error;
 mod folder;
 mod service;
-mod token;
+pub mod token;
 
 use std::future::Future;
 use std::sync::Arc;

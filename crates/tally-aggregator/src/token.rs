@@ -4,6 +4,7 @@
 //! query it belongs to (which API, granularity, window, subscription filter, allow_incomplete).
 //! Altering either, or presenting the token with another query, fails verification. The secret
 //! lives in the usage database, so every instance accepts every other instance's tokens.
+//! Public only for the fuzz target in `tests/fuzz`; the service is its one user.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -15,13 +16,13 @@ const VERSION: u8 = 1;
 const MAC_BYTES: usize = 16;
 const TOKEN_BYTES: usize = 1 + 32 + MAC_BYTES;
 
-pub(crate) struct TokenKey {
+pub struct TokenKey {
     /// HMAC-SHA256 keyed with the secret, cloned for each token.
     keyed: Hmac<Sha256>,
 }
 
 impl TokenKey {
-    pub(crate) fn new(secret: Vec<u8>) -> Self {
+    pub fn new(secret: Vec<u8>) -> Self {
         // HMAC's own key block (RFC 2104): the secret, or its hash when longer than a block,
         // padded with zeros. Keying from the block is infallible and the same MAC as keying from
         // the secret itself.
@@ -50,7 +51,7 @@ impl TokenKey {
     }
 
     /// The token resuming `query` after `after`.
-    pub(crate) fn issue(&self, query: &[u8], after: RowKey) -> String {
+    pub fn issue(&self, query: &[u8], after: RowKey) -> String {
         let mut body = Vec::with_capacity(TOKEN_BYTES);
         body.push(VERSION);
         for part in [
@@ -67,7 +68,7 @@ impl TokenKey {
     }
 
     /// The row key in `token`, if it was issued for `query` and not altered.
-    pub(crate) fn verify(&self, query: &[u8], token: &str) -> Option<RowKey> {
+    pub fn verify(&self, query: &[u8], token: &str) -> Option<RowKey> {
         let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
         if bytes.len() != TOKEN_BYTES || bytes.first() != Some(&VERSION) {
             return None;

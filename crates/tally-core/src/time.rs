@@ -41,9 +41,13 @@ pub struct RawTimestamp {
 }
 
 impl RawTimestamp {
+    /// The time, if the wire's rules hold: nanos from 0 to 999,999,999 (protobuf's Timestamp).
+    /// chrono would read nanos up to 1,999,999,999 as a leap second, a time that sorts inside
+    /// its minute but whose `i64` nanoseconds fall in the next one (found by `tests/fuzz`).
     pub fn to_utc(self) -> Option<DateTime<Utc>> {
         u32::try_from(self.nanos)
             .ok()
+            .filter(|nanos| *nanos < 1_000_000_000)
             .and_then(|nanos| Utc.timestamp_opt(self.seconds, nanos).single())
     }
 }
@@ -322,6 +326,21 @@ impl Clock for ManualClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (tests/fuzz, `window`): 2299-12-31T23:59:59 with 1,751,673,087 nanos was read
+    /// as a leap second, so a usage time "inside" an hour was stored in the next one.
+    #[test]
+    fn wire_nanos_outside_a_second_are_refused() {
+        let at = |seconds: i64, nanos: i32| RawTimestamp { seconds, nanos }.to_utc();
+        assert_eq!(at(10_413_791_999, 1_751_673_087), None);
+        assert_eq!(at(1_764_201_599, 1_000_000_000), None);
+        assert_eq!(at(1_764_201_599, -1), None);
+        assert_eq!(
+            at(1_764_201_599, 999_999_999).map(|t| t.timestamp_subsec_nanos()),
+            Some(999_999_999)
+        );
+        assert_eq!(at(0, 0), DateTime::from_timestamp(0, 0));
+    }
 
     fn t(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

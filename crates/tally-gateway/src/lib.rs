@@ -45,6 +45,7 @@ pub use auth::{AuthConfig, Claims};
 pub use clock::ProcessClock;
 pub use guard::{OWNERSHIP_TTL, OwnershipCache};
 pub use principal::{Grants, Principal, Role};
+pub use rest::{ReportedTimes, RestProbe, RestRefusal, probe_request};
 
 /// Where the gateway finds the services behind it, when they run apart, and which tokens it
 /// accepts.

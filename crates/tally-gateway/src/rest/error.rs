@@ -97,8 +97,8 @@ impl RestError {
         Self::from_status(&status, &FieldNames::JSON)
     }
 
-    #[cfg(test)]
-    pub(crate) fn parts(&self) -> (StatusCode, &str, &str) {
+    /// The status, code and message: what the tests and [`super::probe_request`] read.
+    pub(crate) fn parts(&self) -> (StatusCode, &'static str, &str) {
         (self.http, self.code, &self.message)
     }
 }

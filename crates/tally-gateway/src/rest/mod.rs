@@ -32,6 +32,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 pub(crate) use error::{FieldNames, RestError, RestResult};
@@ -300,6 +301,61 @@ fn find_route(method: &Method, path: &str) -> Result<(&'static Route, PathParams
     })
 }
 
+/// What the REST layer makes of a request before any handler or guard runs: the route, its path
+/// parameters, the query, and for the usage routes the reported window. Pure (no server, no
+/// state, no guard), so the fuzz target in `tests/fuzz` can drive routing and query parsing.
+#[derive(Debug)]
+pub struct RestProbe {
+    /// The matched route's template.
+    pub template: &'static str,
+    /// The `{name}` segments, percent-decoded.
+    pub path_params: Vec<(&'static str, String)>,
+    /// The query's parameters, names lower-cased, sorted.
+    pub query: Vec<(String, String)>,
+    /// For the usage routes: the reported start and end the query asks for.
+    pub usage_window: Option<ReportedTimes>,
+}
+
+/// A usage query's reported start and end, each if given.
+pub type ReportedTimes = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// A request the REST layer refuses before any handler runs: the HTTP status and ARM code.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RestRefusal {
+    pub status: u16,
+    pub code: &'static str,
+}
+
+impl From<RestError> for RestRefusal {
+    fn from(error: RestError) -> Self {
+        let (http, code, _) = error.parts();
+        RestRefusal {
+            status: http.as_u16(),
+            code,
+        }
+    }
+}
+
+/// Routes `method` and `uri` and parses its query as [`serve`] does, without calling a handler.
+pub fn probe_request(method: &Method, uri: &axum::http::Uri) -> Result<RestProbe, RestRefusal> {
+    let (route, path_params) = find_route(method, uri.path())?;
+    let params = Params::parse(uri.query())?;
+    // The three usage routes (tenant, provider, provider by location) share `usage::window`.
+    let usage_window = if route.template.ends_with("UsageAggregates") {
+        Some(usage::window(&params)?.times())
+    } else {
+        None
+    };
+    let mut query: Vec<(String, String)> = params.values.into_iter().collect();
+    query.sort();
+    Ok(RestProbe {
+        template: route.template,
+        path_params: path_params.into_values(),
+        query,
+        usage_window,
+    })
+}
+
 async fn read_body(body: Body) -> Result<axum::body::Bytes, RestError> {
     axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
@@ -496,6 +552,77 @@ mod tests {
                 "NotFound".into(),
                 "no resource at /subscriptions/S/providers/Microsoft.Nothing".into()
             )
+        );
+    }
+
+    /// The pure entry point the fuzz target drives routes and parses as `serve` does, and only
+    /// the three usage routes read a window.
+    #[test]
+    fn probe_request_routes_and_parses_the_query() {
+        let probe = |method: Method, uri: &str| probe_request(&method, &uri.parse().unwrap());
+        let found = probe(
+            Method::GET,
+            "/subscriptions/Ab%20C/providers/microsoft.commerce/usageaggregates?API-Version=2015-06-01-preview&reportedStartTime=2026-11-27T00%3A00%3A00Z",
+        )
+        .unwrap();
+        assert_eq!(
+            found.template,
+            "/subscriptions/{subscriptionId}/providers/Microsoft.Commerce/UsageAggregates"
+        );
+        assert_eq!(
+            found.path_params,
+            vec![("subscriptionId", "Ab C".to_string())]
+        );
+        assert_eq!(
+            found.query.first().map(|(k, _)| k.as_str()),
+            Some("api-version")
+        );
+        let (start, end) = found.usage_window.unwrap();
+        assert_eq!(
+            start.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2026-11-27T00:00:00+00:00")
+        );
+        assert_eq!(end, None);
+
+        let refusal = |method: Method, uri: &str| probe(method, uri).unwrap_err();
+        let usage = "/subscriptions/S/providers/Microsoft.Commerce/UsageAggregates";
+        for (method, uri, status, code) in [
+            (
+                Method::GET,
+                format!(
+                    "{usage}?api-version=2015-06-01-preview&reportedStartTime=2300-01-01T00:00:00Z"
+                ),
+                400,
+                "InvalidProperty",
+            ),
+            (
+                Method::GET,
+                format!("{usage}?api-version=2015-06-01-preview&aggregationGranularity=weekly"),
+                400,
+                "InvalidAggregationGranularity",
+            ),
+            (Method::GET, usage.to_string(), 400, "NoApiVersion"),
+            (
+                Method::GET,
+                format!("{usage}?a=1&A=2"),
+                400,
+                "InvalidProperty",
+            ),
+            (Method::POST, usage.to_string(), 405, "MethodNotAllowed"),
+            (Method::GET, "/nothing".to_string(), 404, "NotFound"),
+        ] {
+            assert_eq!(refusal(method, &uri), RestRefusal { status, code }, "{uri}");
+        }
+        let usage_routes = ROUTES
+            .iter()
+            .filter(|r| r.template.ends_with("UsageAggregates"))
+            .count();
+        assert_eq!(usage_routes, 3);
+        assert!(
+            probe(Method::GET, "/tally/v1/whoami?anything=goes")
+                .unwrap()
+                .usage_window
+                .is_none()
         );
     }
 }

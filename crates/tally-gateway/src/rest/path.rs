@@ -21,6 +21,11 @@ pub(crate) struct PathParams {
 }
 
 impl PathParams {
+    /// Every parameter, in the template's order.
+    pub(crate) fn into_values(self) -> Vec<(&'static str, String)> {
+        self.values
+    }
+
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.values
             .iter()

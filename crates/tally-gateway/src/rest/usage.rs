@@ -16,7 +16,7 @@ use tally_proto::usage_api::UsageApi;
 use tonic::Status;
 use uuid::Uuid;
 
-use super::{Context, FieldNames, RestError, RestResult, absolute_url, json};
+use super::{Context, FieldNames, Params, RestError, RestResult, absolute_url, json};
 use crate::guard::GuardedUsage;
 
 pub(crate) const API_VERSION: &str = "2015-06-01-preview";
@@ -156,7 +156,7 @@ fn query_time(name: &str, text: &str) -> Result<Timestamp, RestError> {
 }
 
 /// The window, granularity and flags every usage request shares.
-struct Window {
+pub(super) struct Window {
     start: Option<Timestamp>,
     end: Option<Timestamp>,
     granularity: pb::AggregationGranularity,
@@ -164,8 +164,17 @@ struct Window {
     continuation_token: String,
 }
 
-fn window(context: &Context<'_>) -> Result<Window, RestError> {
-    let params = context.params;
+impl Window {
+    /// The reported start and end the query asks for, as UTC.
+    pub(super) fn times(&self) -> super::ReportedTimes {
+        (
+            tally_proto::convert::utc(self.start.as_ref()),
+            tally_proto::convert::utc(self.end.as_ref()),
+        )
+    }
+}
+
+pub(super) fn window(params: &Params) -> Result<Window, RestError> {
     params.require_api_version(API_VERSION)?;
     let time = |name: &str| {
         params
@@ -217,7 +226,7 @@ fn path_subscription(context: &Context<'_>) -> Result<Uuid, RestError> {
 /// `GET /subscriptions/{subscriptionId}/providers/Microsoft.Commerce/UsageAggregates`.
 pub(crate) async fn tenant(context: Context<'_>) -> RestResult {
     let subscription = path_subscription(&context)?;
-    let window = window(&context)?;
+    let window = window(context.params)?;
     let request = pb::ListUsageAggregatesRequest {
         subscription_id: subscription.hyphenated().to_string(),
         reported_start_time: window.start,
@@ -240,7 +249,7 @@ pub(crate) async fn tenant(context: Context<'_>) -> RestResult {
 /// the provider subscription in the path.
 pub(crate) async fn provider(context: Context<'_>) -> RestResult {
     let provider_subscription = path_subscription(&context)?;
-    let window = window(&context)?;
+    let window = window(context.params)?;
     let request = pb::ListSubscriberUsageAggregatesRequest {
         reported_start_time: window.start,
         reported_end_time: window.end,
