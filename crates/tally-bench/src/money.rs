@@ -57,7 +57,15 @@ const SCALE: u32 = 20;
 /// Statements per `ListStatements` page.
 const STATEMENT_PAGE: i32 = 100;
 /// Resources of the big tenant's subscription; each reports every hour.
-const BIG_RESOURCES: usize = 200;
+const BIG_RESOURCES: usize = 250;
+
+/// Where the manual clock starts: the first hour of the month, so that price sheets can take
+/// effect from its start (every earlier month is closed); usage is posted at [`clock_start`].
+fn month_start_clock() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 10, 1, 0, 30, 0)
+        .single()
+        .unwrap_or_default()
+}
 
 fn clock_start() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 10, 20, 0, 30, 0)
@@ -157,7 +165,7 @@ impl MoneyServer {
             .arg(data_dir)
             .arg("--jwt-secret-file")
             .arg(key_file)
-            .args(["--manual-clock", &clock_start().to_rfc3339()])
+            .args(["--manual-clock", &month_start_clock().to_rfc3339()])
             .env(
                 "RUST_LOG",
                 std::env::var("TALLY_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
@@ -299,10 +307,7 @@ fn price_sheets(workload: &Workload, records: usize) -> Vec<PriceSheet> {
         prices,
         ..Default::default()
     };
-    let year = Utc
-        .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
-        .single()
-        .unwrap_or_default();
+    let year = Granularity::Daily.bucket_start(month_start_clock());
     // Halfway through the workload's usage hours: a price change inside the rated hours.
     let hours = records.div_ceil(workload.pairs.len().max(1));
     let middle = workload.last_hour - Span::hours((hours / 2) as i64);
@@ -645,6 +650,7 @@ async fn run(
             .await?;
     }
 
+    advance_to(&addr, clock_start()).await?;
     eprintln!(
         "[money {backend}] ingest: {} records and {} of the big tenant, clock at {}",
         scale.records,
@@ -838,13 +844,13 @@ pub fn table(figures: &[MoneyFigures]) -> String {
     );
     let _ = write!(out, "{:<52}", "");
     for f in figures {
-        let _ = write!(out, "{:>24}", f.backend);
+        let _ = write!(out, "{:>30}", f.backend);
     }
     let _ = writeln!(out);
     let row = |out: &mut String, label: &str, value: &dyn Fn(&MoneyFigures) -> String| {
         let _ = write!(out, "{label:<52}");
         for f in figures {
-            let _ = write!(out, "{:>24}", value(f));
+            let _ = write!(out, "{:>30}", value(f));
         }
         let _ = writeln!(out);
     };
