@@ -13,6 +13,7 @@
 
 mod check;
 mod limit;
+mod money;
 mod report;
 mod server;
 mod workload;
@@ -80,6 +81,13 @@ struct Args {
     /// Keep the scratch data folder (and PostgreSQL databases) for inspection.
     #[arg(long)]
     keep: bool,
+    /// usage (ingest, fold, queries; the default), money (chargeback and exports), or all (the
+    /// default with --quick, so that CI runs every scenario).
+    #[arg(long)]
+    scenario: Option<String>,
+    /// Records of the money scenario's month (default 10,000,000; 60,000 with --quick).
+    #[arg(long)]
+    money_records: Option<usize>,
     /// Where to write the JSON results.
     #[arg(long, default_value = "bench-results/bench.json")]
     out: PathBuf,
@@ -692,25 +700,60 @@ fn main() -> anyhow::Result<()> {
         "postgres" => vec!["postgres"],
         other => bail!("unknown backend {other:?}: sqlite, postgres or both"),
     };
+    let scenario = args
+        .scenario
+        .as_deref()
+        .unwrap_or(if args.quick { "all" } else { "usage" });
+    let (usage, money) = match scenario {
+        "usage" => (true, false),
+        "money" => (false, true),
+        "all" => (true, true),
+        other => bail!("unknown scenario {other:?}: usage, money or all"),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let workload = Arc::new(Workload::new(Utc::now()));
     let mut figures = Vec::new();
-    for backend in backends {
+    for backend in backends.iter().filter(|_| usage) {
         figures.push(runtime.block_on(run_backend(backend, &args, &scale, workload.clone()))?);
     }
+    let money_scale = money::MoneyScale::new(args.quick, args.money_records);
+    let mut money_figures = Vec::new();
+    for backend in backends.iter().filter(|_| money) {
+        money_figures.push(runtime.block_on(money::run_backend(
+            backend,
+            &args.postgres_url,
+            args.keep,
+            args.streams,
+            &money_scale,
+        ))?);
+    }
     let report = Report::new(args.quick, figures);
-    print!("{}", report.table());
+    if usage {
+        print!("{}", report.table());
+    }
+    if money {
+        print!("{}", money::table(&money_figures));
+    }
     if let Some(parent) = args.out.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    std::fs::write(&args.out, serde_json::to_string_pretty(&report)?)?;
+    let mut json = serde_json::to_value(&report)?;
+    if money {
+        json["money"] = serde_json::to_value(&money_figures)?;
+    }
+    std::fs::write(&args.out, serde_json::to_string_pretty(&json)?)?;
     eprintln!("results written to {}", args.out.display());
     let problems: Vec<String> = report
         .backends
         .iter()
         .flat_map(|figures| check::figures(figures, &scale))
+        .chain(
+            money_figures
+                .iter()
+                .flat_map(|f| money::check(f, &money_scale)),
+        )
         .collect();
     if !problems.is_empty() {
         bail!("figures that make no sense:\n  {}", problems.join("\n  "));

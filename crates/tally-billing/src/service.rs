@@ -115,6 +115,9 @@ pub struct Billing {
     registration: Arc<dyn RegistrationApi>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) config: Config,
+    /// Held while a period closes: the closer and a read that finds the period closable would
+    /// otherwise both rate the whole period.
+    closing: tokio::sync::Mutex<()>,
 }
 
 fn invalid(field: &str, description: impl Into<String>) -> Rejection {
@@ -273,6 +276,7 @@ impl Billing {
             registration,
             clock,
             config: config.clone(),
+            closing: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -624,6 +628,10 @@ impl Billing {
 
     /// Rates a closable period once and stores every tenant's final statement.
     async fn close(&self, period: BillingPeriod) -> Result<(), BillingError> {
+        let _closing = self.closing.lock().await;
+        if self.store.is_closed(&period.to_string()).await? {
+            return Ok(());
+        }
         let bodies: Vec<(String, String)> = self
             .every_statement(period, true)
             .await?
