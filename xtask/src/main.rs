@@ -114,7 +114,6 @@ fn main() -> anyhow::Result<()> {
             backend,
             args,
         } => chaos(kills, &backend, &args),
-    },
         Task::Fuzz {
             runs,
             seconds,
