@@ -10,7 +10,11 @@
 //! and fold sharing the machine); (6) query latency of full 1000-row provider pages, walking the
 //! whole key range, whose rows and total are checked against the workload; (7) the server's peak
 //! RSS. Every figure is checked for sense ([`check`]), so a broken run fails rather than reports.
+//!
+//! `--scenario` picks what runs: `usage` (the above, the default), `bridge` (a reported day
+//! sealed and uploaded to commerce, [`bridge`]) or `all`.
 
+mod bridge;
 mod check;
 mod limit;
 mod report;
@@ -80,9 +84,15 @@ struct Args {
     /// Keep the scratch data folder (and PostgreSQL databases) for inspection.
     #[arg(long)]
     keep: bool,
-    /// Where to write the JSON results.
+    /// Where to write the JSON results (the bridge scenario writes bridge.json beside it).
     #[arg(long, default_value = "bench-results/bench.json")]
     out: PathBuf,
+    /// usage (ingest, fold, freshness, queries), bridge (a reported day sealed and uploaded)
+    /// or all.
+    #[arg(long, default_value = "usage")]
+    scenario: String,
+    #[command(flatten)]
+    bridge: bridge::BridgeArgs,
 }
 
 const SECRET: &str = "tally-bench-signing-secret-0123456789abcdef";
@@ -695,6 +705,27 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let (usage, bridged) = match args.scenario.as_str() {
+        "usage" => (true, false),
+        "bridge" => (false, true),
+        "all" => (true, true),
+        other => bail!("unknown scenario {other:?}: usage, bridge or all"),
+    };
+    if bridged {
+        let keep = args.keep;
+        bridge::run(
+            &runtime,
+            &args.bridge,
+            args.quick,
+            &backends,
+            &args.postgres_url,
+            keep,
+            &args.out,
+        )?;
+    }
+    if !usage {
+        return Ok(());
+    }
     let workload = Arc::new(Workload::new(Utc::now()));
     let mut figures = Vec::new();
     for backend in backends {
