@@ -404,7 +404,11 @@ async fn measure(
     let receiver_dir = databases.dir.join("receiver");
     let receiver = Process::start(
         "tally commerce-receiver",
-        &["commerce-receiver", "--data-dir", &receiver_dir.to_string_lossy()],
+        &[
+            "commerce-receiver",
+            "--data-dir",
+            &receiver_dir.to_string_lossy(),
+        ],
     )?;
     let aggregator = Process::start(
         "tally aggregator",
@@ -455,7 +459,10 @@ async fn measure(
             .get_bridge_status(GetBridgeStatusRequest {})
             .await?
             .into_inner();
-        if now.sealed_through.is_some_and(|t| t.seconds == day.timestamp()) {
+        if now
+            .sealed_through
+            .is_some_and(|t| t.seconds == day.timestamp())
+        {
             break;
         }
         tokio::time::sleep(POLL).await;
@@ -483,8 +490,7 @@ async fn measure(
         if sealed.is_none() && now.sealed_through.is_some_and(|t| t.seconds >= end) {
             sealed = Some(moved.elapsed());
         }
-        if now.acknowledged_through.is_some_and(|t| t.seconds >= end) && now.pending_batches == 0
-        {
+        if now.acknowledged_through.is_some_and(|t| t.seconds >= end) && now.pending_batches == 0 {
             break moved.elapsed();
         }
         if moved.elapsed() > Duration::from_secs(600) {
@@ -599,7 +605,9 @@ fn table(report: &BridgeReport) -> String {
     row(&mut out, "DAILY rows (chargeable) / batches", &|b| {
         format!("{} / {}", b.rows, b.batches)
     });
-    row(&mut out, "sealed (s)", &|b| format!("{:.2}", b.seal_seconds));
+    row(&mut out, "sealed (s)", &|b| {
+        format!("{:.2}", b.seal_seconds)
+    });
     row(&mut out, "sealed (rows/s)", &|b| {
         format!("{:.0}", b.sealed_rows_per_second)
     });
@@ -616,7 +624,10 @@ fn table(report: &BridgeReport) -> String {
         (if b.target_met { "met" } else { "missed" }).to_string()
     });
     row(&mut out, "peak RSS bridge / receiver (MiB)", &|b| {
-        format!("{:.0} / {:.0}", b.bridge_peak_rss_mib, b.receiver_peak_rss_mib)
+        format!(
+            "{:.0} / {:.0}",
+            b.bridge_peak_rss_mib, b.receiver_peak_rss_mib
+        )
     });
     row(&mut out, "peak RSS aggregator (MiB)", &|b| {
         format!("{:.0}", b.aggregator_peak_rss_mib)

@@ -712,14 +712,13 @@ fn main() -> anyhow::Result<()> {
         other => bail!("unknown scenario {other:?}: usage, bridge or all"),
     };
     if bridged {
-        let keep = args.keep;
         bridge::run(
             &runtime,
             &args.bridge,
             args.quick,
             &backends,
             &args.postgres_url,
-            keep,
+            args.keep,
             &args.out,
         )?;
     }
