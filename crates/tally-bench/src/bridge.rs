@@ -88,7 +88,7 @@ fn customer(index: usize) -> String {
 /// The billing subscription of `subscription(index)`.
 fn billing(index: usize) -> String {
     let owner = index % TENANTS;
-    if owner % 2 == 0 {
+    if owner.is_multiple_of(2) {
         customer(owner)
     } else {
         REGISTRATION_SUBSCRIPTION.to_string()
@@ -234,7 +234,7 @@ async fn registration(registration: &Process) -> anyhow::Result<()> {
                 }),
             })
             .await?;
-        if t % 2 == 0 {
+        if t.is_multiple_of(2) {
             client
                 .put_customer_subscription(reg::PutCustomerSubscriptionRequest {
                     tenant_id: tenant(t),
