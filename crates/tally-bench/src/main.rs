@@ -88,9 +88,9 @@ struct Args {
     #[arg(long, default_value = "bench-results/bench.json")]
     out: PathBuf,
     /// usage (ingest, fold, freshness, queries), bridge (a reported day sealed and uploaded)
-    /// or all.
-    #[arg(long, default_value = "usage")]
-    scenario: String,
+    /// or all. Default: usage, or all with --quick (so the harness check covers every scenario).
+    #[arg(long)]
+    scenario: Option<String>,
     #[command(flatten)]
     bridge: bridge::BridgeArgs,
 }
@@ -705,7 +705,11 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let (usage, bridged) = match args.scenario.as_str() {
+    let scenario = args
+        .scenario
+        .as_deref()
+        .unwrap_or(if args.quick { "all" } else { "usage" });
+    let (usage, bridged) = match scenario {
         "usage" => (true, false),
         "bridge" => (false, true),
         "all" => (true, true),
