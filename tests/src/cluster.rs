@@ -217,6 +217,21 @@ impl Cluster {
         .await
     }
 
+    /// A split cluster with a usage bridge: the aggregator and the registration service serve
+    /// gRPC, the bridge calls them over gRPC and serves UsageBridge over gRPC itself, and the
+    /// gateway calls all three remotely. The bridge uploads to a reference receiver as in
+    /// [`Cluster::start_with_bridge`].
+    pub async fn start_split_with_bridge(backend: Backend) -> Cluster {
+        Self::start_full(
+            backend,
+            Topology::Remote,
+            true,
+            tally_gateway::OWNERSHIP_TTL,
+            true,
+        )
+        .await
+    }
+
     /// A remote cluster whose gateway trusts what it learned about ownership for `ttl`.
     pub async fn start_remote_with_ownership_ttl(backend: Backend, ttl: Duration) -> Cluster {
         Self::start_full(backend, Topology::Remote, true, ttl, false).await
@@ -319,7 +334,7 @@ impl Cluster {
             }
         };
         let bridge = cluster
-            .open_bridge(usage.clone(), registration.clone(), with_bridge)
+            .open_bridge(usage.clone(), registration.clone(), with_bridge, topology)
             .await;
         let process_clock = Arc::new(tally_gateway::ProcessClock::new(cluster.clock.clone()));
         // Billing reads usage and tenancy through the same contracts the gateway calls. In one
@@ -420,6 +435,7 @@ impl Cluster {
         usage: Arc<dyn UsageApi>,
         registration: Arc<dyn RegistrationApi>,
         with_receiver: bool,
+        topology: Topology,
     ) -> Arc<dyn BridgeApi> {
         let commerce = if with_receiver {
             let receiver = Arc::new(
@@ -468,14 +484,34 @@ impl Cluster {
                 .await
                 .expect("open the bridge"),
         );
-        if let Some((receiver_addr, _)) = commerce {
-            self.servers.push(bridge.start());
-            self.bridged = Some(BridgeSetup {
-                bridge: bridge.clone(),
-                receiver_addr,
-            });
+        let Some((receiver_addr, _)) = commerce else {
+            return bridge;
+        };
+        self.bridged = Some(BridgeSetup {
+            bridge: bridge.clone(),
+            receiver_addr,
+        });
+        match topology {
+            Topology::InProcess => {
+                self.servers.push(bridge.start());
+                bridge
+            }
+            // Apart, as `tally bridge` runs: its own gRPC server (with its loop), called by the
+            // gateway over gRPC.
+            Topology::Remote => {
+                let (addr, server) = spawn_server(|listener, stop| async move {
+                    tally_bridge::serve_bridge(bridge, listener, stop)
+                        .await
+                        .expect("the bridge serves");
+                })
+                .await;
+                self.servers.push(server);
+                Arc::new(
+                    tally_proto::bridge_api::BridgeClient::connect_lazy(&format!("http://{addr}"))
+                        .unwrap(),
+                )
+            }
         }
-        bridge
     }
 
     /// The reference receiver's own service, presenting `token` (or nothing).

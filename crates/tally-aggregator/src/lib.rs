@@ -24,6 +24,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tally_proto::clock_api::{ClockApi, ClockGrpc, ClockServices};
 use tally_proto::server::{Options, ServeError, Server};
 use tally_proto::usage_api::{UsageApi, UsageGrpc, UsageServices};
 use tokio::net::TcpListener;
@@ -81,14 +82,38 @@ pub async fn serve_aggregator(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    serve_services(aggregator, None, listener, shutdown).await
+}
+
+/// Serves an already opened aggregator and, beside it, the clock it runs on
+/// (`tally aggregator --manual-clock`): peers such as a bridge run alone follow it, and
+/// AdvanceClock moves it.
+pub async fn serve_aggregator_with_clock(
+    aggregator: Arc<Aggregator>,
+    clock: Arc<dyn ClockApi>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    serve_services(aggregator, Some(clock), listener, shutdown).await
+}
+
+async fn serve_services(
+    aggregator: Arc<Aggregator>,
+    clock: Option<Arc<dyn ClockApi>>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     let folder = aggregator.start_folder();
     let options = aggregator.config.server.clone();
-    let mut server = Server::new(
-        "tally-aggregator",
-        UsageServices::<dyn UsageApi>::NAMES,
-        aggregator.clone(),
-    );
+    let mut names = UsageServices::<dyn UsageApi>::NAMES.to_vec();
+    if clock.is_some() {
+        names.extend(ClockServices::<dyn ClockApi>::NAMES);
+    }
+    let mut server = Server::new("tally-aggregator", &names, aggregator.clone());
     UsageGrpc::services(aggregator).add_to(server.routes());
+    if let Some(clock) = clock {
+        ClockGrpc::services(clock).add_to(server.routes());
+    }
     let result = server.serve(listener, shutdown, &options).await;
     folder.stop().await;
     result

@@ -10,7 +10,12 @@
 //! and fold sharing the machine); (6) query latency of full 1000-row provider pages, walking the
 //! whole key range, whose rows and total are checked against the workload; (7) the server's peak
 //! RSS. Every figure is checked for sense ([`check`]), so a broken run fails rather than reports.
+//!
+//! `--scenario` picks what runs: `usage` (the above, the default), `money` (chargeback and
+//! exports, [`money`]), `bridge` (a reported day sealed and uploaded to commerce, [`bridge`]) or
+//! `all`.
 
+mod bridge;
 mod check;
 mod limit;
 mod money;
@@ -81,16 +86,19 @@ struct Args {
     /// Keep the scratch data folder (and PostgreSQL databases) for inspection.
     #[arg(long)]
     keep: bool,
-    /// usage (ingest, fold, queries; the default), money (chargeback and exports), or all (the
-    /// default with --quick, so that CI runs every scenario).
-    #[arg(long)]
-    scenario: Option<String>,
     /// Records of the money scenario's month (default 10,000,000; 60,000 with --quick).
     #[arg(long)]
     money_records: Option<usize>,
-    /// Where to write the JSON results.
+    /// Where to write the JSON results (the bridge scenario writes bridge.json beside it).
     #[arg(long, default_value = "bench-results/bench.json")]
     out: PathBuf,
+    /// usage (ingest, fold, freshness, queries), money (chargeback and exports), bridge (a
+    /// reported day sealed and uploaded) or all. Default: usage, or all with --quick (so the
+    /// harness check covers every scenario).
+    #[arg(long)]
+    scenario: Option<String>,
+    #[command(flatten)]
+    bridge: bridge::BridgeArgs,
 }
 
 const SECRET: &str = "tally-bench-signing-secret-0123456789abcdef";
@@ -700,19 +708,31 @@ fn main() -> anyhow::Result<()> {
         "postgres" => vec!["postgres"],
         other => bail!("unknown backend {other:?}: sqlite, postgres or both"),
     };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let scenario = args
         .scenario
         .as_deref()
         .unwrap_or(if args.quick { "all" } else { "usage" });
-    let (usage, money) = match scenario {
-        "usage" => (true, false),
-        "money" => (false, true),
-        "all" => (true, true),
-        other => bail!("unknown scenario {other:?}: usage, money or all"),
+    let (usage, money, bridged) = match scenario {
+        "usage" => (true, false, false),
+        "money" => (false, true, false),
+        "bridge" => (false, false, true),
+        "all" => (true, true, true),
+        other => bail!("unknown scenario {other:?}: usage, money, bridge or all"),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    if bridged {
+        bridge::run(
+            &runtime,
+            &args.bridge,
+            args.quick,
+            &backends,
+            &args.postgres_url,
+            args.keep,
+            &args.out,
+        )?;
+    }
     let workload = Arc::new(Workload::new(Utc::now()));
     let mut figures = Vec::new();
     for backend in backends.iter().filter(|_| usage) {
@@ -739,12 +759,15 @@ fn main() -> anyhow::Result<()> {
     if let Some(parent) = args.out.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let mut json = serde_json::to_value(&report)?;
-    if money {
-        json["money"] = serde_json::to_value(&money_figures)?;
+    // The bridge scenario writes its own file; a bridge-only run leaves this one alone.
+    if usage || money {
+        let mut json = serde_json::to_value(&report)?;
+        if money {
+            json["money"] = serde_json::to_value(&money_figures)?;
+        }
+        std::fs::write(&args.out, serde_json::to_string_pretty(&json)?)?;
+        eprintln!("results written to {}", args.out.display());
     }
-    std::fs::write(&args.out, serde_json::to_string_pretty(&json)?)?;
-    eprintln!("results written to {}", args.out.display());
     let problems: Vec<String> = report
         .backends
         .iter()

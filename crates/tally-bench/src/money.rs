@@ -339,7 +339,7 @@ fn big_record(index: usize) -> (UsageRecord, Quantity) {
     let hour = Granularity::Hourly.bucket_start(clock_start())
         - Span::hours(1 + (index / BIG_RESOURCES) as i64);
     let sub = big_subscription().hyphenated().to_string();
-    let (meter, quantity) = if resource % 2 == 0 {
+    let (meter, quantity) = if resource.is_multiple_of(2) {
         (meters::BASE_VM_SIZE_HOURS, "4")
     } else {
         (meters::VM_SIZE_HOURS, "1")

@@ -60,7 +60,7 @@ pub struct Report {
     pub backends: Vec<BackendFigures>,
 }
 
-fn machine() -> Machine {
+pub(crate) fn machine() -> Machine {
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let memory_kb = meminfo
         .lines()

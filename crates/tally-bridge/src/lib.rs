@@ -20,6 +20,7 @@
     )
 )]
 
+pub mod clock;
 mod error;
 mod seal;
 mod service;
@@ -108,6 +109,9 @@ pub struct Config {
     pub upload_timeout: Duration,
     /// How the gRPC server guards itself.
     pub server: Options,
+    /// Run alone ([`serve`]): follow the `tally.clock.v1` service at this URL (e.g. an
+    /// aggregator started with `--manual-clock`) instead of the real clock.
+    pub clock_url: Option<String>,
 }
 
 impl Config {
@@ -120,13 +124,15 @@ impl Config {
             backoff_max: Duration::from_secs(30),
             upload_timeout: Duration::from_secs(30),
             server: Options::default(),
+            clock_url: None,
         }
     }
 }
 
 /// Opens the bridge's database and serves UsageBridge on `listener` until `shutdown`
 /// completes, calling the usage and registration services at their gRPC addresses and
-/// sealing and uploading in the background meanwhile.
+/// sealing and uploading in the background meanwhile. With `config.clock_url` it first waits
+/// until that clock answers.
 pub async fn serve(
     config: Config,
     usage_url: &str,
@@ -144,15 +150,11 @@ pub async fn serve(
         RegistrationClient::connect_lazy(registration_url)
             .map_err(|e| peer(registration_url, e))?,
     );
-    let bridge = Arc::new(
-        Bridge::open(
-            config,
-            usage,
-            registration,
-            Arc::new(tally_core::SystemClock),
-        )
-        .await?,
-    );
+    let clock: Arc<dyn tally_core::Clock> = match &config.clock_url {
+        Some(url) => clock::follow(url, clock::FOLLOW_INTERVAL).await?,
+        None => Arc::new(tally_core::SystemClock),
+    };
+    let bridge = Arc::new(Bridge::open(config, usage, registration, clock).await?);
     serve_bridge(bridge, listener, shutdown).await
 }
 

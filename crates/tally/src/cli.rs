@@ -281,6 +281,11 @@ pub struct AggregatorArgs {
     /// MiB of posted batches being stored at once; more are refused with RESOURCE_EXHAUSTED.
     #[arg(long, env = "TALLY_INGEST_BUDGET_MIB", default_value_t = 256)]
     pub ingest_budget_mib: usize,
+    /// Runs on a simulated clock that starts at this instant (RFC 3339), and serves it
+    /// (tally.clock.v1) beside the usage services: AdvanceClock moves it, and a bridge run alone
+    /// follows it with --clock-url.
+    #[arg(long, env = "TALLY_MANUAL_CLOCK", value_parser = parse_utc)]
+    pub manual_clock: Option<chrono::DateTime<chrono::Utc>>,
     #[command(flatten)]
     pub ops: OpsArgs,
 }
@@ -347,6 +352,10 @@ pub struct BridgeArgs {
     /// A file holding the bearer token sent to the commerce endpoint.
     #[arg(long, env = "TALLY_COMMERCE_TOKEN_FILE")]
     pub commerce_token_file: Option<PathBuf>,
+    /// Follows the clock (tally.clock.v1) served at this address, e.g. an aggregator started
+    /// with --manual-clock, instead of the real clock.
+    #[arg(long, env = "TALLY_CLOCK_URL")]
+    pub clock_url: Option<String>,
     #[command(flatten)]
     pub ops: OpsArgs,
 }

@@ -175,7 +175,26 @@ pub(crate) async fn service(which: Service) -> anyhow::Result<()> {
             config.server = server_options(&args.ops, None)?;
             let listener = bind("tally-aggregator", args.listen).await?;
             with_metrics("tally-aggregator", &args.ops, async {
-                Ok(tally_aggregator::serve(config, listener, shutdown_signal()).await?)
+                match args.manual_clock {
+                    None => Ok(tally_aggregator::serve(config, listener, shutdown_signal()).await?),
+                    Some(start) => {
+                        tracing::info!(%start, "running on a manual clock");
+                        let clock = Arc::new(tally_core::ManualClock::new(start));
+                        let aggregator = Arc::new(
+                            Aggregator::open(&config, clock.clone())
+                                .await
+                                .context("cannot open the usage database")?,
+                        );
+                        let clock = Arc::new(tally_gateway::ProcessClock::new(clock));
+                        Ok(tally_aggregator::serve_aggregator_with_clock(
+                            aggregator,
+                            clock,
+                            listener,
+                            shutdown_signal(),
+                        )
+                        .await?)
+                    }
+                }
             })
             .await?;
         }
@@ -212,6 +231,7 @@ pub(crate) async fn service(which: Service) -> anyhow::Result<()> {
             prepare_sqlite_dir(&args.database_url)?;
             let mut config = tally_bridge::Config::new(args.database_url, Some(commerce));
             config.server = server_options(&args.ops, None)?;
+            config.clock_url = args.clock_url;
             let listener = bind("tally-bridge", args.listen).await?;
             with_metrics("tally-bridge", &args.ops, async {
                 Ok(tally_bridge::serve(

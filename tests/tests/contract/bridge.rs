@@ -36,6 +36,7 @@ on_both_backends!(
     days_closed_without_reporting_are_skipped,
     only_operators_watch_the_bridge_and_the_receiver_checks_its_callers,
     the_bridge_over_rest,
+    a_split_bridge_delivers_each_closed_day_once,
 );
 
 const CUSTOMER_A: &str = "aa000000-0000-4000-8000-00000000000a";
@@ -53,7 +54,11 @@ fn midnight(time: DateTime<Utc>) -> DateTime<Utc> {
 /// A bridged cluster with the installation registered (pay-as-you-use, multi-tenancy on), the
 /// owner and other tenants with a subscription each, and the owner mapped to CUSTOMER_A.
 async fn installation(backend: Backend, registered: bool) -> Cluster {
-    let cluster = Cluster::start_with_bridge(backend).await;
+    set_up(Cluster::start_with_bridge(backend).await, registered).await
+}
+
+/// [`installation`] on any bridged cluster.
+async fn set_up(cluster: Cluster, registered: bool) -> Cluster {
     let operator = cluster.operator();
     if registered {
         world::register(operator, reg::BillingModel::PayAsYouUse, true).await;
@@ -700,60 +705,29 @@ async fn the_bridge_over_rest(backend: Backend) {
     cluster.stop().await;
 }
 
-/// A probe of the bridge's throughput, not a gate: `cargo test -p tally-contract-tests --test
-/// contract bridge_throughput_probe -- --ignored --nocapture` seals and uploads one reported day
-/// of `TALLY_BRIDGE_PROBE_ROWS` DAILY rows (default 50,000) and prints rows/s.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a throughput probe; run by hand"]
-async fn bridge_throughput_probe() {
-    let rows: usize = std::env::var("TALLY_BRIDGE_PROBE_ROWS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50_000);
-    let cluster = installation(Backend::Sqlite, true).await;
-    set_failure(&cluster, commerce::FailureMode::Unavailable, None).await;
-    let hour = Granularity::Hourly.bucket_start(cluster.now()) - TimeDelta::hours(1);
-    let mut posted = 0;
-    while posted < rows {
-        let n = (rows - posted).min(10_000);
-        let records = (posted..posted + n)
-            .map(|i| {
-                record(
-                    &format!("probe-{i}"),
-                    OTHER_SUBSCRIPTION,
-                    meters::BASE_VM_SIZE_HOURS,
-                    &format!("vm{i}"),
-                    "1.25",
-                    hour,
-                )
-            })
-            .collect();
-        cluster
-            .ingestion()
-            .post_usage(batch(records))
-            .await
-            .unwrap();
-        posted += n;
-    }
-    let day = midnight(cluster.now());
-    cluster
-        .settle_at(day + TimeDelta::days(1) + TimeDelta::minutes(1))
-        .await;
-    let started = std::time::Instant::now();
-    wait_sealed(&cluster, day + TimeDelta::days(1)).await;
-    let sealed = started.elapsed();
-    let started = std::time::Instant::now();
-    set_failure(&cluster, commerce::FailureMode::None, None).await;
-    wait_acknowledged(&cluster, day + TimeDelta::days(1)).await;
-    let uploaded = started.elapsed();
+/// Split, as `tally bridge` runs: the bridge reads usage and registration over gRPC and the
+/// gateway reaches the bridge over gRPC. Each closed day arrives upstream once, billed right.
+async fn a_split_bridge_delivers_each_closed_day_once(backend: Backend) {
+    let cluster = set_up(Cluster::start_split_with_bridge(backend).await, true).await;
+    let mut expected = Totals::new();
+    post_day(&cluster, "split-1", 7).await;
+    let first = close_day(&cluster).await;
+    expected_for_day(&cluster, first, &billing_with(CUSTOMER_A), &mut expected).await;
+    let status = wait_acknowledged(&cluster, first + TimeDelta::days(1)).await;
+    assert_eq!(status.state, "UpToDate");
+    assert_eq!(receiver_totals(&cluster).await, expected);
+    // The next day closes too: the first is not sent again, the second is added once.
+    post_day(&cluster, "split-2", 2).await;
+    let second = close_day(&cluster).await;
+    expected_for_day(&cluster, second, &billing_with(CUSTOMER_A), &mut expected).await;
+    wait_acknowledged(&cluster, second + TimeDelta::days(1)).await;
+    assert_eq!(receiver_totals(&cluster).await, expected);
+    assert!(expected.keys().any(|k| k.0 == CUSTOMER_A));
+    assert!(expected.keys().any(|k| k.0 == REGISTRATION_SUBSCRIPTION));
     let state = receiver_state(&cluster).await;
-    assert_eq!(state.records, rows as u64);
-    println!(
-        "bridge probe: {rows} rows sealed in {:.2} s ({:.0} rows/s), uploaded in {:.2} s ({:.0} rows/s)",
-        sealed.as_secs_f64(),
-        rows as f64 / sealed.as_secs_f64(),
-        uploaded.as_secs_f64(),
-        rows as f64 / uploaded.as_secs_f64()
-    );
+    assert_eq!((state.batches, state.duplicates), (2, 0));
+    let listed = uploads(&cluster).await;
+    assert_eq!(listed.len(), 2, "one batch a day: {listed:?}");
+    assert!(listed.iter().all(|u| u.state == "Acknowledged"));
     cluster.stop().await;
 }
