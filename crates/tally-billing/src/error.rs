@@ -16,6 +16,9 @@ pub enum BillingError {
     Peer(Status),
     #[error("stored statement is unreadable: {0}")]
     Corrupt(String),
+    /// A task feeding a stream panicked: the stream ends with this error, never short but clean.
+    #[error("{0} stopped on an internal error")]
+    Panicked(&'static str),
 }
 
 impl From<Status> for BillingError {
@@ -39,6 +42,9 @@ impl From<BillingError> for Status {
             BillingError::Store(e) => status::internal(&e),
             BillingError::Peer(status) => status,
             BillingError::Corrupt(message) => status::internal(&std::io::Error::other(message)),
+            BillingError::Panicked(what) => status::internal(&std::io::Error::other(format!(
+                "{what} stopped on an internal error"
+            ))),
         }
     }
 }

@@ -331,12 +331,11 @@ impl Billing {
             rows_total,
             sender: sender.clone(),
         };
-        tokio::spawn(async move {
-            let result = encode(encoder, rows, period, adjustments).await;
-            if let Err(error) = result {
-                let _ = sender.send(Err(Status::from(error))).await;
-            }
-        });
+        crate::service::spawn_feeding(
+            "the export",
+            sender,
+            encode(encoder, rows, period, adjustments),
+        );
         Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(
             receiver,
         )))

@@ -412,22 +412,49 @@ impl Billing {
         let (sender, receiver) = tokio::sync::mpsc::channel(RATED_ROWS_BUFFER);
         let usage = self.usage.clone();
         let clock = self.clock.clone();
-        tokio::spawn(async move {
-            let read = read_and_rate(
+        let feeding = sender.clone();
+        spawn_feeding("rating", sender, async move {
+            read_and_rate(
                 usage.as_ref(),
                 clock.as_ref(),
                 period,
                 closed,
                 scope,
                 context,
-                &sender,
-            );
-            if let Err(e) = read.await {
-                let _ = sender.send(Err(e)).await;
-            }
+                &feeding,
+            )
+            .await
         });
         Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))
     }
+}
+
+/// Runs `feed`, which sends a stream's items into `sender`, in a task of its own; its error, or
+/// a panic (logged), becomes the stream's last item, so a reader never takes a stream that
+/// stopped short for a complete one.
+pub(crate) fn spawn_feeding<T, E>(
+    what: &'static str,
+    sender: tokio::sync::mpsc::Sender<Result<T, E>>,
+    feed: impl Future<Output = Result<(), BillingError>> + Send + 'static,
+) where
+    T: Send + 'static,
+    E: From<BillingError> + Send + 'static,
+{
+    use futures::FutureExt;
+    tokio::spawn(async move {
+        let error = match std::panic::AssertUnwindSafe(feed).catch_unwind().await {
+            Ok(Ok(())) => return,
+            Ok(Err(error)) => error,
+            Err(_) => {
+                tracing::error!(
+                    what,
+                    "a task feeding a stream panicked; the stream ends with an error"
+                );
+                BillingError::Panicked(what)
+            }
+        };
+        let _ = sender.send(Err(E::from(error))).await;
+    });
 }
 
 /// Pages through the HOURLY rows reported in `period` (as far as folded, unless `closed`) and
@@ -1137,4 +1164,25 @@ fn rate_row(
         currency: context.currency.clone(),
         price_sheet_id: sheet.map(|s| s.price_sheet_id.clone()).unwrap_or_default(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_feed_ends_its_stream_with_an_error_not_short() {
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Result<u32, BillingError>>(4);
+        let feeding = sender.clone();
+        spawn_feeding("the test feed", sender, async move {
+            let _ = feeding.send(Ok(1)).await;
+            panic!("a bug while feeding")
+        });
+        assert!(matches!(receiver.recv().await, Some(Ok(1))));
+        assert!(matches!(
+            receiver.recv().await,
+            Some(Err(BillingError::Panicked("the test feed")))
+        ));
+        assert!(receiver.recv().await.is_none());
+    }
 }
