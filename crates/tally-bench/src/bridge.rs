@@ -155,12 +155,7 @@ impl Process {
 
     /// Peak resident set size so far, in MiB (VmHWM).
     fn peak_rss_mib(&self) -> f64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.process.pid()))
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
+        crate::server::status_mib(self.process.pid(), "VmHWM:")
     }
 
     fn stop(self) -> anyhow::Result<()> {

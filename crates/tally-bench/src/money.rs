@@ -17,7 +17,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,10 +42,10 @@ use tally_proto::registration::v1::{
 use tally_proto::usage::v1::{
     PostUsageRequest, UsageRecord, usage_ingestion_client::UsageIngestionClient,
 };
-use tally_spawn::Listening;
 use tally_store::scratch::ScratchPostgres;
 use uuid::Uuid;
 
+use crate::server::Server;
 use crate::workload::{self, SUBSCRIPTIONS, Workload};
 use crate::{SECRET, channel, ingest, millis, percentile, pipeline, wait_folded};
 
@@ -149,65 +148,6 @@ pub struct MoneyFigures {
     pub run_seconds: f64,
     /// uptime's 1-minute load average at the end of the run (the machine may be shared).
     pub load_average: String,
-}
-
-/// `tally serve --manual-clock` as a child process.
-struct MoneyServer {
-    process: Listening,
-    addr: String,
-}
-
-impl MoneyServer {
-    fn start(data_dir: &Path, database_url: Option<&str>, key_file: &Path) -> anyhow::Result<Self> {
-        let mut command = Command::new(crate::server::tally_binary()?);
-        command
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .arg("--jwt-secret-file")
-            .arg(key_file)
-            .args(["--manual-clock", &month_start_clock().to_rfc3339()])
-            .env(
-                "RUST_LOG",
-                std::env::var("TALLY_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stderr(Stdio::inherit());
-        if let Some(url) = database_url {
-            command.args(["--database-url", url]);
-        }
-        let process = Listening::start(&mut command).context("start tally serve")?;
-        let addr = process.addr().to_string();
-        Ok(MoneyServer { process, addr })
-    }
-
-    fn status_kib(&self, field: &str) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.pid()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(field))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
-    }
-
-    /// Peak RSS since the last [`Self::reset_peak`] (or the start), MiB.
-    fn peak_rss_mib(&self) -> f64 {
-        self.status_kib("VmHWM:") / 1024.0
-    }
-
-    fn rss_mib(&self) -> f64 {
-        self.status_kib("VmRSS:") / 1024.0
-    }
-
-    /// Resets VmHWM to the present RSS (`clear_refs` 5), so the next peak is of one phase.
-    fn reset_peak(&self) -> anyhow::Result<()> {
-        std::fs::write(format!("/proc/{}/clear_refs", self.process.pid()), "5")
-            .context("reset the server's peak RSS (/proc/PID/clear_refs)")
-    }
-
-    fn stop(self) -> anyhow::Result<()> {
-        self.process.terminate()?;
-        Ok(())
-    }
 }
 
 fn tenant_id(index: usize) -> Uuid {
@@ -618,7 +558,8 @@ async fn run(
 ) -> anyhow::Result<MoneyFigures> {
     let began = Instant::now();
     let workload = Arc::new(Workload::new(clock_start()));
-    let server = MoneyServer::start(dir, serve_url, key_file)?;
+    let clock = month_start_clock().to_rfc3339();
+    let server = Server::start_with(dir, serve_url, key_file, &["--manual-clock", &clock])?;
     let addr = server.addr.clone();
 
     eprintln!(

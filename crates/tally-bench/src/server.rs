@@ -34,13 +34,29 @@ impl Server {
         key_file: &Path,
         fold_interval_ms: u64,
     ) -> anyhow::Result<Server> {
+        let fold = fold_interval_ms.to_string();
+        Self::start_with(
+            data_dir,
+            database_url,
+            key_file,
+            &["--fold-interval-ms", &fold],
+        )
+    }
+
+    /// Starts `tally serve` as [`Server::start`] does, with `flags` instead of the fold interval.
+    pub fn start_with(
+        data_dir: &Path,
+        database_url: Option<&str>,
+        key_file: &Path,
+        flags: &[&str],
+    ) -> anyhow::Result<Server> {
         let mut command = Command::new(tally_binary()?);
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .arg("--jwt-secret-file")
             .arg(key_file)
-            .args(["--fold-interval-ms", &fold_interval_ms.to_string()])
+            .args(flags)
             .env(
                 "RUST_LOG",
                 std::env::var("TALLY_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
@@ -54,15 +70,20 @@ impl Server {
         Ok(Server { process, addr })
     }
 
-    /// Peak resident set size so far, in MiB (VmHWM).
+    /// Peak resident set size since the start or the last [`Server::reset_peak`], in MiB (VmHWM).
     pub fn peak_rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.pid()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
+        status_mib(self.process.pid(), "VmHWM:")
+    }
+
+    /// Resident set size now, in MiB (VmRSS).
+    pub fn rss_mib(&self) -> f64 {
+        status_mib(self.process.pid(), "VmRSS:")
+    }
+
+    /// Resets VmHWM to the present RSS (`clear_refs` 5), so the next peak is of one phase.
+    pub fn reset_peak(&self) -> anyhow::Result<()> {
+        std::fs::write(format!("/proc/{}/clear_refs", self.process.pid()), "5")
+            .context("reset the server's peak RSS (/proc/PID/clear_refs)")
     }
 
     /// SIGTERM, then wait.
@@ -70,4 +91,15 @@ impl Server {
         self.process.terminate()?;
         Ok(())
     }
+}
+
+/// A memory figure of process `pid` from `/proc/PID/status` (`field` as `VmHWM:`), in MiB; 0 when
+/// it cannot be read (the figure checks then fail the run).
+pub fn status_mib(pid: u32, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
 }
