@@ -88,6 +88,8 @@ struct ListQuery {
     page_size: i32,
     continuation_token: String,
     allow_incomplete: bool,
+    /// One row per (usage bucket, subscription, meter), summed over instance data.
+    sum_instances: bool,
 }
 
 impl Aggregator {
@@ -203,7 +205,7 @@ impl Aggregator {
             now,
             WindowFields::GRPC,
         )?;
-        let fingerprint = query_fingerprint(&query.scope, &window);
+        let fingerprint = query_fingerprint(&query.scope, &window, query.sum_instances);
         let after = if query.continuation_token.is_empty() {
             None
         } else {
@@ -237,6 +239,7 @@ impl Aggregator {
                     subscriptions,
                     after,
                     limit: page_size,
+                    sum_instances: query.sum_instances,
                 },
                 &progress,
             )
@@ -255,7 +258,7 @@ impl Aggregator {
                     usage_start_time: Some(timestamp(row.usage_start)),
                     usage_end_time: Some(timestamp(row.usage_end)),
                     quantity: row.quantity.to_string(),
-                    instance_data: Some(row.instance.into()),
+                    instance_data: (!query.sum_instances).then(|| row.instance.into()),
                 })
                 .collect(),
             continuation_token,
@@ -308,7 +311,7 @@ impl Aggregator {
 }
 
 /// What a continuation token is bound to.
-fn query_fingerprint(scope: &Scope, window: &ReportedWindow) -> Vec<u8> {
+fn query_fingerprint(scope: &Scope, window: &ReportedWindow, sum_instances: bool) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(64);
     match scope {
         Scope::Provider { subscriber, among } => {
@@ -337,6 +340,7 @@ fn query_fingerprint(scope: &Scope, window: &ReportedWindow) -> Vec<u8> {
     bytes.extend_from_slice(&window.start.timestamp().to_le_bytes());
     bytes.extend_from_slice(&window.end.timestamp().to_le_bytes());
     bytes.push(window.allow_incomplete as u8);
+    bytes.push(sum_instances as u8);
     bytes
 }
 
@@ -402,6 +406,7 @@ impl UsageApi for Aggregator {
             page_size: r.page_size,
             continuation_token: r.continuation_token,
             allow_incomplete: r.allow_incomplete,
+            sum_instances: r.sum_instances,
         };
         Ok(Response::new(self.list(query).await?))
     }
@@ -421,6 +426,7 @@ impl UsageApi for Aggregator {
             page_size: r.page_size,
             continuation_token: r.continuation_token,
             allow_incomplete: r.allow_incomplete,
+            sum_instances: false,
         };
         Ok(Response::new(self.list(query).await?))
     }

@@ -1,9 +1,10 @@
 //! ExportCharges: the rated HOURLY rows of a period summed exactly to the daily grain (one row
 //! per subscription, meter, instance data and usage day), plus one row per adjustment, encoded by
 //! `tally-export` and streamed as chunks. Rows arrive in order of usage hour, so only one usage
-//! day's rows are held at a time; a first pass counts the rows so chunks carry `rows_total`.
+//! day's rows are held at a time; the usage service's DAILY rows, counted first, give
+//! `rows_total`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, DurationRound as _, TimeDelta, Utc};
 use futures::StreamExt as _;
@@ -27,14 +28,15 @@ const CHUNK_BYTES: usize = 64 * 1024;
 const CHUNKS_BUFFER: usize = 8;
 /// Provider, publisher and invoice issuer in FOCUS.
 const PROVIDER: &str = "Tally";
-/// ISO 4217's "no currency": a period with adjustments but no priced usage.
+/// ISO 4217's "no currency": before any price sheet.
 const NO_CURRENCY: &str = "XXX";
 
 fn invalid(field: &str, description: &str) -> BillingError {
     Rejection::field(Reason::InvalidProperty, field, description).into()
 }
 
-/// (subscription, meter, instance data) of a rated row: the daily row it adds to.
+/// (subscription, meter, resource URI, location, tags, additional info) of a rated row: the
+/// daily row it adds to.
 type DayKey = (
     String,
     String,
@@ -44,24 +46,18 @@ type DayKey = (
     BTreeMap<String, String>,
 );
 
-fn day_key(row: &RatedRow) -> DayKey {
-    (
-        row.subscription_id.clone(),
-        row.meter_id.clone(),
-        row.resource_uri.clone(),
-        row.location.clone(),
-        row.tags.clone(),
-        row.additional_info.clone(),
-    )
-}
-
 fn day_of(time: DateTime<Utc>) -> DateTime<Utc> {
     time.duration_trunc(TimeDelta::days(1)).unwrap_or(time)
 }
 
-/// One daily row being summed.
+/// One daily row being summed: what its hourly rows share beyond the key, and the sums. A
+/// usage day of these is all an export holds, so it keeps nothing else.
 struct Day {
-    first: RatedRow,
+    tenant_id: String,
+    meter_name: String,
+    unit: String,
+    resource_provider: String,
+    usage_start: DateTime<Utc>,
     quantity: Quantity,
     cost: Money,
     /// The one (sheet, price) that rated every part so far; `None` once two differ.
@@ -70,42 +66,8 @@ struct Day {
 }
 
 impl Day {
-    fn new(row: RatedRow) -> Day {
-        let mut day = Day {
-            quantity: Quantity::ZERO,
-            cost: Money::zero(),
-            price: None,
-            priced_alike: true,
-            first: row.clone(),
-        };
-        day.add(&row);
-        day
-    }
-
-    fn add(&mut self, row: &RatedRow) {
-        self.quantity += row.quantity;
-        self.cost += &row.cost;
-        if row.parts.is_empty() {
-            self.priced_alike = false;
-        }
-        for part in &row.parts {
-            match &self.price {
-                None if self.priced_alike => {
-                    self.price = Some((row.price_sheet_id.clone(), part.unit_price.clone()))
-                }
-                Some((sheet, price))
-                    if *sheet == row.price_sheet_id && *price == part.unit_price => {}
-                _ => self.priced_alike = false,
-            }
-        }
-    }
-
-    fn into_row(self) -> Result<ChargeRow, BillingError> {
-        let start = day_of(self.first.usage_start);
-        let (unit_price, sheet) = match self.price.filter(|_| self.priced_alike) {
-            Some((sheet, price)) => (Some(amount(&price.to_string())?), Some(sheet)),
-            None => (None, None),
-        };
+    /// Adds `row` to its day in `days`, moving its fields rather than copying them.
+    fn add_to(days: &mut BTreeMap<DayKey, Day>, row: RatedRow) {
         let RatedRow {
             tenant_id,
             subscription_id,
@@ -117,18 +79,65 @@ impl Day {
             location,
             tags,
             additional_info,
+            usage_start,
+            quantity,
+            parts,
+            cost,
+            price_sheet_id,
             ..
-        } = self.first;
+        } = row;
+        let key = (
+            subscription_id,
+            meter_id,
+            resource_uri,
+            location,
+            tags,
+            additional_info,
+        );
+        let day = days.entry(key).or_insert_with(|| Day {
+            tenant_id,
+            meter_name,
+            unit,
+            resource_provider,
+            usage_start,
+            quantity: Quantity::ZERO,
+            cost: Money::zero(),
+            price: None,
+            priced_alike: true,
+        });
+        day.quantity += quantity;
+        day.cost += &cost;
+        if parts.is_empty() {
+            day.priced_alike = false;
+        }
+        for part in parts {
+            match &day.price {
+                None if day.priced_alike => {
+                    day.price = Some((price_sheet_id.clone(), part.unit_price))
+                }
+                Some((sheet, price)) if *sheet == price_sheet_id && *price == part.unit_price => {}
+                _ => day.priced_alike = false,
+            }
+        }
+    }
+
+    fn into_row(self, key: DayKey) -> Result<ChargeRow, BillingError> {
+        let start = day_of(self.usage_start);
+        let (unit_price, sheet) = match self.price.filter(|_| self.priced_alike) {
+            Some((sheet, price)) => (Some(amount(&price.to_string())?), Some(sheet)),
+            None => (None, None),
+        };
+        let (subscription_id, meter_id, resource_uri, location, tags, additional_info) = key;
         Ok(ChargeRow {
             kind: ChargeKind::Usage,
-            tenant_id,
+            tenant_id: self.tenant_id,
             subscription_id,
             charge_period_start: start,
             charge_period_end: start + TimeDelta::days(1),
             meter_id,
-            description: meter_name,
-            service_name: resource_provider,
-            unit,
+            description: self.meter_name,
+            service_name: self.resource_provider,
+            unit: self.unit,
             resource_id: resource_uri,
             region: location,
             tags,
@@ -240,8 +249,8 @@ impl Encoder {
     }
 
     async fn write_days(&mut self, days: BTreeMap<DayKey, Day>) -> Result<(), BillingError> {
-        for (_, day) in days {
-            self.write(&day.into_row()?).await?;
+        for (key, day) in days {
+            self.write(&day.into_row(key)?).await?;
         }
         Ok(())
     }
@@ -292,31 +301,17 @@ impl Billing {
             page_token = page.next_page_token;
         }
 
-        // First pass: count the daily rows, one usage day of keys at a time.
-        let mut rows_total = adjustments.len() as u64;
-        let mut currency = None;
-        let (mut current, mut keys) = (None, HashSet::new());
-        let mut counting = self.rated_rows(&request.billing_period, tenant).await?;
-        while let Some(row) = counting.next().await {
-            let row = row?;
-            let day = day_of(row.usage_start);
-            if current != Some(day) {
-                rows_total += keys.len() as u64;
-                keys.clear();
-                current = Some(day);
-            }
-            if currency.is_none() && !row.currency.is_empty() {
-                currency = Some(row.currency.clone());
-            }
-            keys.insert(day_key(&row));
-        }
-        rows_total += keys.len() as u64;
-
+        let (usage_rows, currency) = self.export_row_count(period, tenant).await?;
+        let rows_total = usage_rows + adjustments.len() as u64;
         let header = ExportHeader {
             billing_period: period.to_string(),
             period_start: period.start(),
             period_end: period.end(),
-            currency: currency.unwrap_or_else(|| NO_CURRENCY.to_string()),
+            currency: if currency.is_empty() {
+                NO_CURRENCY.to_string()
+            } else {
+                currency
+            },
             provider_name: PROVIDER.to_string(),
         };
         let buffer = SharedBuffer::new();
@@ -357,12 +352,7 @@ async fn encode(
             encoder.write_days(std::mem::take(&mut days)).await?;
             current = Some(day);
         }
-        match days.get_mut(&day_key(&row)) {
-            Some(summed) => summed.add(&row),
-            None => {
-                days.insert(day_key(&row), Day::new(row));
-            }
-        }
+        Day::add_to(&mut days, row);
     }
     encoder.write_days(days).await?;
     for adjustment in adjustments {

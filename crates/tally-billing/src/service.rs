@@ -36,7 +36,7 @@ const DEFAULT_MINOR_DIGITS: u32 = 2;
 /// Rows asked from the usage service per page.
 const USAGE_PAGE: i32 = 1000;
 /// Rated rows buffered between the reader and the consumer.
-const RATED_ROWS_BUFFER: usize = 4096;
+const RATED_ROWS_BUFFER: usize = 1024;
 
 /// One HOURLY usage row, rated: what exports are made of. A statement's Usage lines are the
 /// sums of these per (subscription, meter).
@@ -387,10 +387,11 @@ impl Billing {
     }
 
     /// The RATED HOURLY rows of `period` (usage reported in it), of one tenant (`Some("")`: the
-    /// subscriptions with no known owner) or of all (`None`), streamed: the period is never
-    /// held in memory, only one usage hour of rows at a time and the cumulative quantity per
-    /// (subscription, meter) that tiers need. An open period is rated as far as usage is folded.
-    /// Statements are the sums of these rows; exports are built from them.
+    /// subscriptions with no known owner) or of all (`None`), one per instance data, streamed:
+    /// the period is never held in memory, only the rows of one (usage hour, subscription,
+    /// meter) at a time and the cumulative quantity per (subscription, meter) that tiers need.
+    /// An open period is rated as far as usage is folded. Exports are built from these rows;
+    /// statements rate the same usage summed over instances, which costs the same.
     pub async fn rated_rows(
         &self,
         period: &str,
@@ -399,31 +400,22 @@ impl Billing {
         let period = parse_period("billing_period", period)?;
         let closed = !matches!(self.period_state(period).await?, PeriodState::Open);
         let context = Arc::new(self.context().await?);
-        Ok(self.rate_period(period, closed, Scope::of(tenant_id), context))
+        let reading = Reading {
+            period,
+            closed,
+            scope: Scope::of(tenant_id),
+            detail: Detail::PerInstance,
+        };
+        Ok(self.rate_period(reading, context))
     }
 
-    fn rate_period(
-        &self,
-        period: BillingPeriod,
-        closed: bool,
-        scope: Scope,
-        context: Arc<RatingContext>,
-    ) -> RatedRows {
+    fn rate_period(&self, reading: Reading, context: Arc<RatingContext>) -> RatedRows {
         let (sender, receiver) = tokio::sync::mpsc::channel(RATED_ROWS_BUFFER);
         let usage = self.usage.clone();
         let clock = self.clock.clone();
         let feeding = sender.clone();
         spawn_feeding("rating", sender, async move {
-            read_and_rate(
-                usage.as_ref(),
-                clock.as_ref(),
-                period,
-                closed,
-                scope,
-                context,
-                &feeding,
-            )
-            .await
+            read_and_rate(usage.as_ref(), clock.as_ref(), reading, context, &feeding).await
         });
         Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))
     }
@@ -457,17 +449,137 @@ pub(crate) fn spawn_feeding<T, E>(
     });
 }
 
+/// The usage filter of `scope`: `Some(None)` reads every subscription, `None` none at all (a
+/// tenant that owns no subscription).
+fn subscriber_filter(scope: &Scope, context: &RatingContext) -> Option<Option<SubscriberFilter>> {
+    match scope {
+        Scope::Tenant(tenant) if !tenant.is_empty() => {
+            let subscription_ids: Vec<String> = context
+                .owners
+                .iter()
+                .filter(|(_, owner)| *owner == tenant)
+                .map(|(s, _)| s.clone())
+                .collect();
+            (!subscription_ids.is_empty()).then_some(Some(SubscriberFilter { subscription_ids }))
+        }
+        _ => Some(None),
+    }
+}
+
+/// Whether a usage row of `subscription_id` belongs to `scope` (the filter above leaves the
+/// subscriptions with no known owner to this check).
+fn in_scope(scope: &Scope, context: &RatingContext, subscription_id: &str) -> bool {
+    match scope {
+        Scope::All => true,
+        Scope::Tenant(tenant) => {
+            context
+                .owners
+                .get(&subscription_id.to_ascii_lowercase())
+                .map_or("", String::as_str)
+                == tenant
+        }
+    }
+}
+
+impl Billing {
+    /// How many usage rows an export of `period` holds, and the installation's currency ("" before
+    /// any price sheet). The DAILY rows have exactly the export's grain (subscription, meter,
+    /// instance data, usage day; a month is whole reported days), so counting them spares a
+    /// rating pass over 24 times as many HOURLY rows. An open period is counted up to today's
+    /// midnight: a lower bound, which the export's last chunk corrects.
+    pub(crate) async fn export_row_count(
+        &self,
+        period: BillingPeriod,
+        tenant_id: Option<&str>,
+    ) -> Result<(u64, String), BillingError> {
+        let closed = !matches!(self.period_state(period).await?, PeriodState::Open);
+        let context = self.context().await?;
+        let scope = Scope::of(tenant_id);
+        let start = period.start();
+        let end = if closed {
+            period.end()
+        } else {
+            let today = self
+                .clock
+                .now()
+                .duration_trunc(TimeDelta::days(1))
+                .unwrap_or_default();
+            today.min(period.end())
+        };
+        let Some(subscribers) = subscriber_filter(&scope, &context) else {
+            return Ok((0, context.currency));
+        };
+        if end <= start {
+            return Ok((0, context.currency));
+        }
+        let mut rows = 0;
+        let mut token = String::new();
+        loop {
+            let page = self
+                .usage
+                .list_subscriber_usage_aggregates(Request::new(
+                    ListSubscriberUsageAggregatesRequest {
+                        reported_start_time: Some(timestamp(start)),
+                        reported_end_time: Some(timestamp(end)),
+                        aggregation_granularity: AggregationGranularity::Daily as i32,
+                        page_size: USAGE_PAGE,
+                        continuation_token: token,
+                        allow_incomplete: !closed,
+                        subscribers: subscribers.clone(),
+                        ..Default::default()
+                    },
+                ))
+                .await?
+                .into_inner();
+            rows += page
+                .usage_aggregates
+                .iter()
+                .filter(|row| in_scope(&scope, &context, &row.subscription_id))
+                .count() as u64;
+            if page.continuation_token.is_empty() {
+                break;
+            }
+            token = page.continuation_token;
+        }
+        Ok((rows, context.currency))
+    }
+}
+
+/// What one rating pass reads.
+struct Reading {
+    period: BillingPeriod,
+    /// Closed (or closable): the whole period, complete; else as far as folded.
+    closed: bool,
+    scope: Scope,
+    detail: Detail,
+}
+
+/// How finely rated rows are cut within a usage hour of a subscription and meter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Detail {
+    /// One row per instance data: what exports carry.
+    PerInstance,
+    /// One row for all instances, summed by the usage service: all a statement needs, since
+    /// per (subscription, meter) and hour the rating does not depend on the order within the
+    /// hour, and many times fewer rows to read and rate.
+    SummedOverInstances,
+}
+
 /// Pages through the HOURLY rows reported in `period` (as far as folded, unless `closed`) and
 /// rates them hour by hour into `sender`.
 async fn read_and_rate(
     usage: &dyn UsageApi,
     clock: &dyn Clock,
-    period: BillingPeriod,
-    closed: bool,
-    scope: Scope,
+    reading: Reading,
     context: Arc<RatingContext>,
     sender: &tokio::sync::mpsc::Sender<Result<RatedRow, BillingError>>,
 ) -> Result<(), BillingError> {
+    let Reading {
+        period,
+        closed,
+        scope,
+        detail,
+    } = reading;
     let start = period.start();
     let end = if closed {
         period.end()
@@ -482,25 +594,13 @@ async fn read_and_rate(
     if end <= start {
         return Ok(());
     }
-    let subscribers = match &scope {
-        Scope::Tenant(tenant) if !tenant.is_empty() => Some(SubscriberFilter {
-            subscription_ids: context
-                .owners
-                .iter()
-                .filter(|(_, owner)| *owner == tenant)
-                .map(|(s, _)| s.clone())
-                .collect(),
-        }),
-        _ => None,
-    };
-    if subscribers
-        .as_ref()
-        .is_some_and(|f| f.subscription_ids.is_empty())
-    {
+    let Some(subscribers) = subscriber_filter(&scope, &context) else {
         return Ok(());
-    }
+    };
     let mut consumed: HashMap<(String, String), Quantity> = HashMap::new();
-    let mut hour_rows: Vec<UsageAggregate> = Vec::new();
+    // The rows of one (usage hour, subscription, meter): the usage service's order keeps them
+    // together, and tiers only need each such group in the contract's order.
+    let mut group: Vec<UsageAggregate> = Vec::new();
     let mut token = String::new();
     loop {
         let page = usage
@@ -512,38 +612,33 @@ async fn read_and_rate(
                 continuation_token: token.clone(),
                 allow_incomplete: !closed,
                 subscribers: subscribers.clone(),
+                sum_instances: detail == Detail::SummedOverInstances,
                 ..Default::default()
             }))
             .await?
             .into_inner();
         for row in page.usage_aggregates {
-            let owner = context
-                .owners
-                .get(&row.subscription_id.to_ascii_lowercase())
-                .cloned()
-                .unwrap_or_default();
-            if let Scope::Tenant(tenant) = &scope
-                && *tenant != owner
-            {
+            if !in_scope(&scope, &context, &row.subscription_id) {
                 continue;
             }
-            if hour_rows
-                .first()
-                .is_some_and(|first| first.usage_start_time != row.usage_start_time)
-            {
-                let rows = std::mem::take(&mut hour_rows);
-                if !rate_hour(rows, &context, &mut consumed, sender).await {
+            if group.first().is_some_and(|first| {
+                first.usage_start_time != row.usage_start_time
+                    || first.subscription_id != row.subscription_id
+                    || first.meter_id != row.meter_id
+            }) {
+                let rows = std::mem::take(&mut group);
+                if !rate_group(rows, &context, &mut consumed, sender).await {
                     return Ok(());
                 }
             }
-            hour_rows.push(row);
+            group.push(row);
         }
         if page.continuation_token.is_empty() {
             break;
         }
         token = page.continuation_token;
     }
-    rate_hour(hour_rows, &context, &mut consumed, sender).await;
+    rate_group(group, &context, &mut consumed, sender).await;
     Ok(())
 }
 
@@ -557,7 +652,13 @@ impl Billing {
         context: Arc<RatingContext>,
     ) -> Result<BTreeMap<String, Lines>, BillingError> {
         use futures::StreamExt as _;
-        let mut rows = self.rate_period(period, closed, scope, context);
+        let reading = Reading {
+            period,
+            closed,
+            scope,
+            detail: Detail::SummedOverInstances,
+        };
+        let mut rows = self.rate_period(reading, context);
         let mut lines: BTreeMap<String, Lines> = BTreeMap::new();
         while let Some(row) = rows.next().await {
             let row = row?;
@@ -1081,9 +1182,9 @@ impl Billing {
     }
 }
 
-/// Rates the rows of one usage hour in the contract's order (subscription, meter, resource URI,
-/// then the rest of the instance data) and sends them; false when the receiver is gone.
-async fn rate_hour(
+/// Rates the rows of one (usage hour, subscription, meter) in the contract's order (resource
+/// URI, then the rest of the instance data) and sends them; false when the receiver is gone.
+async fn rate_group(
     mut rows: Vec<UsageAggregate>,
     context: &RatingContext,
     consumed: &mut HashMap<(String, String), Quantity>,
@@ -1092,8 +1193,6 @@ async fn rate_hour(
     let key = |r: &UsageAggregate| {
         let instance = r.instance_data.clone().unwrap_or_default();
         (
-            r.subscription_id.clone(),
-            r.meter_id.clone(),
             instance.resource_uri,
             instance.location,
             instance.tags.into_iter().collect::<Vec<_>>(),

@@ -1,13 +1,15 @@
-//! Uploading: sealed batches go to the commerce endpoint oldest first, at least once. A
-//! transient error (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, transport)
-//! stops the pass and sets a capped exponential backoff on real time, retried forever; when the
-//! endpoint answers again the whole backlog drains in one pass. Any other error parks that
-//! batch and the pass goes on with later ones.
+//! Uploading: sealed batches go to the commerce endpoint oldest first, a few in flight and
+//! answered in order, at least once. A transient error (UNAVAILABLE, DEADLINE_EXCEEDED,
+//! RESOURCE_EXHAUSTED, ABORTED, transport) stops the pass and sets a capped exponential backoff
+//! on real time, retried forever; when the endpoint answers again the whole backlog drains in
+//! one pass. Any other error parks that batch and the pass goes on with later ones.
 
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use chrono::{TimeZone, Utc};
+use futures::StreamExt as _;
+use futures::stream::FuturesOrdered;
 use prost::Message as _;
 use tally_proto::commerce::v1::UploadUsageRequest;
 use tally_proto::convert::timestamp;
@@ -47,26 +49,47 @@ fn request_of(batch: PendingBatch) -> Result<UploadUsageRequest, BridgeError> {
     })
 }
 
+/// Batches sent before the first of them is answered: uploads overlap the round trip and the
+/// receiver's commit, yet are acknowledged in order.
+const IN_FLIGHT: usize = 4;
+
 impl Bridge {
-    /// Uploads pending batches oldest first until none is left or the endpoint fails
-    /// transiently.
+    /// Uploads pending batches oldest first, a few at a time, until none is left or the
+    /// endpoint fails transiently. Answers are taken in batch order; batches sent after one that
+    /// failed transiently are sent again next pass (the receiver deduplicates them).
     pub(crate) async fn upload_pending(&self) -> Result<(), BridgeError> {
         let Some((commerce, settings)) = &self.commerce else {
             return Ok(());
         };
-        while let Some(batch) = self.store.next_pending(None).await? {
-            let batch_id = batch.batch_id.clone();
-            let mut request = Request::new(request_of(batch)?);
-            request.set_timeout(self.config.upload_timeout);
-            if let Some(token) = &settings.token
-                && let Ok(value) = format!("Bearer {token}").parse()
-            {
-                request.metadata_mut().insert("authorization", value);
+        let mut in_flight = FuturesOrdered::new();
+        let mut last_sent = None;
+        let mut drained = false;
+        loop {
+            while !drained && in_flight.len() < IN_FLIGHT {
+                let Some(batch) = self.store.next_pending(last_sent).await? else {
+                    drained = true;
+                    break;
+                };
+                last_sent = Some((batch.reported_day, batch.batch_index));
+                let batch_id = batch.batch_id.clone();
+                let mut request = Request::new(request_of(batch)?);
+                request.set_timeout(self.config.upload_timeout);
+                if let Some(token) = &settings.token
+                    && let Ok(value) = format!("Bearer {token}").parse()
+                {
+                    request.metadata_mut().insert("authorization", value);
+                }
+                let timeout = self.config.upload_timeout;
+                in_flight.push_back(async move {
+                    let answer = tokio::time::timeout(timeout, commerce.upload_usage(request))
+                        .await
+                        .unwrap_or_else(|_| Err(Status::deadline_exceeded("the upload timed out")));
+                    (batch_id, answer)
+                });
             }
-            let answer =
-                tokio::time::timeout(self.config.upload_timeout, commerce.upload_usage(request))
-                    .await
-                    .unwrap_or_else(|_| Err(Status::deadline_exceeded("the upload timed out")));
+            let Some((batch_id, answer)) = in_flight.next().await else {
+                return Ok(());
+            };
             match answer {
                 Ok(_) => {
                     if self
@@ -106,7 +129,6 @@ impl Bridge {
                 }
             }
         }
-        Ok(())
     }
 }
 

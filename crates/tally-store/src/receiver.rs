@@ -1,6 +1,8 @@
 //! The reference commerce receiver's tables: batches received (by id, with a digest of their
 //! content) and running totals per billing subscription, meter and usage day. A batch and its
-//! totals are stored in one transaction, so a batch counts once or not at all.
+//! totals are stored in one transaction, so a batch counts once or not at all. Receiving is
+//! serialized (SQLite's single writer; an advisory lock on PostgreSQL), since the bridge sends
+//! several batches at once and totals are read, added to and written back.
 
 use std::collections::BTreeMap;
 
@@ -8,7 +10,7 @@ use sea_orm::{ConnectionTrait, TransactionTrait, Value};
 use tally_core::Quantity;
 use tally_migrations::ReceiverMigrator;
 
-use crate::db::Database;
+use crate::db::{Backend, Database};
 use crate::error::StoreError;
 use crate::sql::Sql;
 
@@ -38,6 +40,9 @@ pub struct Total {
     pub quantity: Quantity,
     pub records: u64,
 }
+
+/// PostgreSQL advisory lock held by each receiving transaction.
+const RECEIVE_LOCK: i64 = 0x7a11_7900_0000_0004;
 
 #[derive(Debug)]
 pub struct ReceiverStore {
@@ -71,6 +76,10 @@ impl ReceiverStore {
         sums: &Sums,
     ) -> Result<Received, StoreError> {
         let txn = self.db.writer().begin().await?;
+        if self.db.backend() == Backend::Postgres {
+            txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({RECEIVE_LOCK})"))
+                .await?;
+        }
         let mut select = self.sql("SELECT digest FROM receiver_batch WHERE batch_id = ");
         select.bind(batch_id.to_string());
         if let Some(row) = txn.query_one_raw(select.build()).await? {

@@ -665,6 +665,30 @@ async fn only_operators_watch_the_bridge_and_the_receiver_checks_its_callers(bac
         status::reason(&conflict).as_deref(),
         Some("BatchIdConflict")
     );
+    // Batches sent at once (the bridge keeps several in flight), each also sent twice at once:
+    // every batch counts, and exactly once.
+    let mut sending = tokio::task::JoinSet::new();
+    for i in 0..16 {
+        let mut concurrent = upload.clone();
+        concurrent.batch_id = format!("b-c{i}");
+        concurrent.records[0].quantity = "1".into();
+        for _ in 0..2 {
+            let (mut client, concurrent) = (client.clone(), concurrent.clone());
+            sending.spawn(async move { client.upload_usage(concurrent).await });
+        }
+    }
+    while let Some(answer) = sending.join_next().await {
+        answer.expect("joined").expect("a concurrent upload");
+    }
+    let key = (
+        REGISTRATION_SUBSCRIPTION.to_string(),
+        meters::BASE_VM_SIZE_HOURS.to_string(),
+        midnight(cluster.now()).timestamp(),
+    );
+    assert_eq!(
+        receiver_totals(&cluster).await.get(&key),
+        Some(&Quantity::parse("17.5").unwrap())
+    );
     // Garbage is INVALID_ARGUMENT, naming each bad field.
     let mut garbage = upload.clone();
     garbage.batch_id = "b-2".into();

@@ -128,6 +128,9 @@ async fn exported_costs_add_up_to_the_statements(backend: Backend) {
             record("a-vm-9", SUB_A, vm, "vm1", "2", h9),
             record("a-blob-8", SUB_A, blob, "disk", "8", h8),
             record("a-blob-9", SUB_A, blob, "disk", "5", h9),
+            // A second disk in the same hour: statements rate the hour's sum, exports each
+            // disk (in resource URI order) across the tier boundary; the costs must agree.
+            record("a-blob2-9", SUB_A, blob, "disk2", "4", h9),
             record("b-vm", SUB_B, vm, "vm2", "1.25", h9),
         ]))
         .await
@@ -173,9 +176,9 @@ async fn exported_costs_add_up_to_the_statements(backend: Backend) {
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
         .collect();
-    // Daily grain: vm1, disk (both hours summed) and vm2, plus the adjustment.
-    assert_eq!(rows.len(), 4, "{rows:#?}");
-    assert_eq!((rows_so_far, rows_total), (4, 4));
+    // Daily grain: vm1, disk (both hours summed), disk2 and vm2, plus the adjustment.
+    assert_eq!(rows.len(), 5, "{rows:#?}");
+    assert_eq!((rows_so_far, rows_total), (5, 5));
     let exported: i128 = rows
         .iter()
         .map(|row| exact(row["BilledCost"].as_str().unwrap()))
@@ -187,11 +190,16 @@ async fn exported_costs_add_up_to_the_statements(backend: Backend) {
         .expect("vm1's day");
     assert_eq!(vm1["ConsumedQuantity"], "5.1234567891");
     assert_eq!(vm1["ChargePeriodStart"], "2026-11-20T00:00:00Z");
-    let disk = rows
-        .iter()
-        .find(|row| row["ResourceId"].as_str().unwrap_or("").contains("disk"))
-        .expect("disk's day");
+    let day_of = |resource: &str| {
+        rows.iter()
+            .find(|row| row["ResourceId"].as_str().unwrap_or("").ends_with(resource))
+            .unwrap_or_else(|| panic!("{resource}'s day"))
+    };
+    let (disk, disk2) = (day_of("/disk"), day_of("/disk2"));
     assert!(disk["ListUnitPrice"].is_null(), "two tiers rated that day");
+    // 8 at 1, then at 09:00 disk 2 at 1 and 3 at 0.1, disk2 4 at 0.1.
+    assert_eq!(exact(disk["BilledCost"].as_str().unwrap()), exact("10.3"));
+    assert_eq!(exact(disk2["BilledCost"].as_str().unwrap()), exact("0.4"));
 
     // Every format streams; FOCUS has its published header.
     for format in [
@@ -202,7 +210,7 @@ async fn exported_costs_add_up_to_the_statements(backend: Backend) {
         let (bytes, rows) = export(billing.clone(), request("2026-11", format, ""))
             .await
             .expect("export");
-        assert_eq!(rows, (4, 4));
+        assert_eq!(rows, (5, 5));
         if format == pb::ExportFormat::Parquet {
             assert!(bytes.starts_with(b"PAR1") && bytes.ends_with(b"PAR1"));
         }
@@ -259,7 +267,11 @@ async fn exported_costs_add_up_to_the_statements(backend: Backend) {
     .await
     .expect("own");
     let own = String::from_utf8(own).unwrap();
-    assert_eq!(own.lines().count(), 3);
+    assert_eq!(
+        own.lines().count(),
+        4,
+        "vm1, disk, disk2 and the adjustment"
+    );
     assert!(!own.contains(T2));
     let denied = export(tenant, request("2026-11", pb::ExportFormat::Jsonl, T2))
         .await

@@ -263,6 +263,7 @@ pub(crate) async fn provider(context: Context<'_>) -> RestResult {
         continuation_token: window.continuation_token,
         allow_incomplete: window.allow_incomplete,
         subscribers: None,
+        sum_instances: false,
     };
     let page = context
         .state

@@ -35,7 +35,13 @@ pub struct PageRequest {
     /// Rows strictly after this key.
     pub after: Option<RowKey>,
     pub limit: usize,
+    /// One row per (usage bucket, subscription, meter), summed over instance data.
+    pub sum_instances: bool,
 }
+
+/// The instance key of a row summed over instance data: it stands for every instance of its
+/// meter, so a cursor on it is past them all.
+pub const SUMMED_INSTANCES: i64 = i64::MAX;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AggregateRow {
@@ -79,9 +85,9 @@ struct Seek {
 }
 
 /// The rows after `cursor` (all rows without one), in key order, as ranges: the rest of the
-/// cursor's instance list, meter, subscription and usage bucket, then the next bucket, then the
-/// buckets after it. (A single row-value comparison would make SQLite scan the cursor's whole
-/// bucket.)
+/// cursor's instance list (none after a summed row), meter, subscription and usage bucket, then
+/// the next bucket, then the buckets after it. (A single row-value comparison would make SQLite
+/// scan the cursor's whole bucket.)
 fn seeks_after(cursor: Option<RowKey>, granularity: Granularity) -> Vec<Seek> {
     let Some(c) = cursor else {
         return vec![Seek {
@@ -92,37 +98,40 @@ fn seeks_after(cursor: Option<RowKey>, granularity: Granularity) -> Vec<Seek> {
     let bucket = c.usage_bucket.stored();
     // Buckets are aligned, so the next one is one step on.
     let next_bucket = c.usage_bucket.next_bucket(granularity).stored();
-    vec![
-        Seek {
-            equal: vec![
-                ("usage_bucket", bucket),
-                ("subscription_key", c.subscription_key),
-                ("meter_key", c.meter_key),
-            ],
-            after: Some(("instance_key", c.instance_key)),
-        },
-        Seek {
-            equal: vec![
-                ("usage_bucket", bucket),
-                ("subscription_key", c.subscription_key),
-            ],
-            after: Some(("meter_key", c.meter_key)),
-        },
-        Seek {
-            equal: vec![("usage_bucket", bucket)],
-            after: Some(("subscription_key", c.subscription_key)),
-        },
-        // The next bucket by equality first: the page that crosses into it was the slowest of
-        // all on SQLite with the open range alone.
-        Seek {
-            equal: vec![("usage_bucket", next_bucket)],
-            after: None,
-        },
-        Seek {
-            equal: vec![],
-            after: Some(("usage_bucket", next_bucket)),
-        },
-    ]
+    let rest_of_instances = (c.instance_key != SUMMED_INSTANCES).then_some(Seek {
+        equal: vec![
+            ("usage_bucket", bucket),
+            ("subscription_key", c.subscription_key),
+            ("meter_key", c.meter_key),
+        ],
+        after: Some(("instance_key", c.instance_key)),
+    });
+    rest_of_instances
+        .into_iter()
+        .chain([
+            Seek {
+                equal: vec![
+                    ("usage_bucket", bucket),
+                    ("subscription_key", c.subscription_key),
+                ],
+                after: Some(("meter_key", c.meter_key)),
+            },
+            Seek {
+                equal: vec![("usage_bucket", bucket)],
+                after: Some(("subscription_key", c.subscription_key)),
+            },
+            // The next bucket by equality first: the page that crosses into it was the slowest of
+            // all on SQLite with the open range alone.
+            Seek {
+                equal: vec![("usage_bucket", next_bucket)],
+                after: None,
+            },
+            Seek {
+                equal: vec![],
+                after: Some(("usage_bucket", next_bucket)),
+            },
+        ])
+        .collect()
 }
 
 /// A page's query, but for the range it seeks and how many rows it still wants.
@@ -133,19 +142,36 @@ struct PageQuery<'a> {
     reported_start: UnixSeconds,
     reported_end: UnixSeconds,
     subscriptions: &'a SubscriptionKeys,
+    sum_instances: bool,
 }
 
 impl PageQuery<'_> {
     /// Up to `limit` rows of `seek`, with their instance data, in key order.
     fn statement(&self, backend: Backend, seek: &Seek, limit: usize) -> Statement {
         let table = self.table;
+        // Summed rows carry the same columns, with empty instance data.
+        let (outer, group) = if self.sum_instances {
+            (
+                format!(
+                    "SELECT p.usage_bucket, p.subscription_key, p.meter_key, {SUMMED_INSTANCES}, p.units, p.fraction, \
+                     '', '', '{{}}', '{{}}' FROM (\
+                     SELECT usage_bucket, subscription_key, meter_key, "
+                ),
+                "usage_bucket, subscription_key, meter_key",
+            )
+        } else {
+            (
+                "SELECT p.usage_bucket, p.subscription_key, p.meter_key, p.instance_key, p.units, p.fraction, \
+                 i.resource_uri, i.location, i.tags, i.additional_info FROM (\
+                 SELECT usage_bucket, subscription_key, meter_key, instance_key, "
+                    .to_string(),
+                "usage_bucket, subscription_key, meter_key, instance_key",
+            )
+        };
         let mut sql = Sql::new(
             backend,
             &format!(
-                "SELECT p.usage_bucket, p.subscription_key, p.meter_key, p.instance_key, p.units, p.fraction, \
-                 i.resource_uri, i.location, i.tags, i.additional_info FROM (\
-                 SELECT usage_bucket, subscription_key, meter_key, instance_key, \
-                 CAST(SUM(qty_units) AS BIGINT) AS units, CAST(SUM(qty_frac) AS BIGINT) AS fraction \
+                "{outer}CAST(SUM(qty_units) AS BIGINT) AS units, CAST(SUM(qty_frac) AS BIGINT) AS fraction \
                  FROM {table} WHERE "
             ),
         );
@@ -179,15 +205,16 @@ impl PageQuery<'_> {
         if let Some((column, value)) = seek.after {
             sql.push(&format!(" AND {column} > ")).bind(value);
         }
-        sql.push(
-            " GROUP BY usage_bucket, subscription_key, meter_key, instance_key \
-             ORDER BY usage_bucket, subscription_key, meter_key, instance_key LIMIT ",
-        )
-        .bind(limit as i64)
-        .push(
-            ") p JOIN usage_instance i ON i.key = p.instance_key \
-             ORDER BY p.usage_bucket, p.subscription_key, p.meter_key, p.instance_key",
-        );
+        sql.push(&format!(" GROUP BY {group} ORDER BY {group} LIMIT "))
+            .bind(limit as i64);
+        if self.sum_instances {
+            sql.push(") p ORDER BY p.usage_bucket, p.subscription_key, p.meter_key");
+        } else {
+            sql.push(
+                ") p JOIN usage_instance i ON i.key = p.instance_key \
+                 ORDER BY p.usage_bucket, p.subscription_key, p.meter_key, p.instance_key",
+            );
+        }
         sql.build()
     }
 }
@@ -272,6 +299,7 @@ impl UsageStore {
             reported_start: UnixSeconds::bucket_of(request.granularity, request.reported_start),
             reported_end: UnixSeconds::bucket_of(request.granularity, request.reported_end),
             subscriptions: &subscriptions,
+            sum_instances: request.sum_instances,
         };
         let wanted = request.limit + 1;
         let mut stored = Vec::with_capacity(wanted);
@@ -450,6 +478,7 @@ mod tests {
             reported_start: UnixSeconds::from_stored(86_400),
             reported_end: UnixSeconds::from_stored(3 * 86_400),
             subscriptions: &SubscriptionKeys::All,
+            sum_instances: false,
         };
         let conditions: Vec<String> = seeks
             .iter()
@@ -488,6 +517,7 @@ mod tests {
             ),
             reported_end: UnixSeconds::bucket_of(Granularity::Hourly, utc("2026-11-27T12:00:00Z")),
             subscriptions: &subscriptions,
+            sum_instances: false,
         };
         let seeks = seeks_after(Some(cursor()), Granularity::Hourly);
         let statement = query.statement(Backend::Postgres, &seeks[1], 1_001);
