@@ -14,8 +14,7 @@ use tally_core::quantity::Quantity;
 use tally_core::{Clock, FieldViolation, Reason, Rejection};
 use tally_proto::billing::v1 as pb;
 use tally_proto::convert::{timestamp, utc};
-use tally_proto::registration::v1::ListSubscriptionsRequest;
-use tally_proto::registration_api::RegistrationApi;
+use tally_proto::registration_api::{RegistrationApi, subscription_owners};
 use tally_proto::usage::v1::{
     AggregationGranularity, GetPipelineStatusRequest, ListMetersRequest,
     ListSubscriberUsageAggregatesRequest, SubscriberFilter, UsageAggregate,
@@ -318,31 +317,6 @@ impl Billing {
             .collect())
     }
 
-    /// Subscription id -> owner tenant id, deleted subscriptions included.
-    async fn owners(&self) -> Result<HashMap<String, String>, BillingError> {
-        let mut owners = HashMap::new();
-        let mut page_token = String::new();
-        loop {
-            let page = self
-                .registration
-                .list_subscriptions(Request::new(ListSubscriptionsRequest {
-                    include_deleted: true,
-                    page_size: 1000,
-                    page_token: page_token.clone(),
-                    ..Default::default()
-                }))
-                .await?
-                .into_inner();
-            for s in page.subscriptions {
-                owners.insert(s.subscription_id.to_ascii_lowercase(), s.owner_tenant_id);
-            }
-            if page.next_page_token.is_empty() {
-                return Ok(owners);
-            }
-            page_token = page.next_page_token;
-        }
-    }
-
     /// The installation's currency: that of the first price sheet ("" before any).
     fn currency_of(rows: &[PriceSheetRow]) -> String {
         rows.first().map(|r| r.currency.clone()).unwrap_or_default()
@@ -355,7 +329,7 @@ impl Billing {
             book: SheetBook::new(sheets),
             currency: Self::currency_of(&rows),
             meters: self.meters().await?,
-            owners: self.owners().await?,
+            owners: subscription_owners(self.registration.as_ref()).await?,
         })
     }
 

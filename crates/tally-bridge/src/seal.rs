@@ -12,9 +12,10 @@ use prost::Message as _;
 use tally_proto::commerce::v1::{CommerceUsageRecord, UploadUsageRequest};
 use tally_proto::convert::{timestamp, utc};
 use tally_proto::registration::v1::{
-    GetRegistrationRequest, ListSubscriptionsRequest, ResolveBillingSubscriptionRequest,
+    GetRegistrationRequest, ResolveBillingSubscriptionRequest,
     resolve_billing_subscription_request::Target,
 };
+use tally_proto::registration_api::subscription_owners;
 use tally_proto::usage::v1::{
     AggregationGranularity, GetPipelineStatusRequest, ListMetersRequest,
     ListSubscriberUsageAggregatesRequest, UsageAggregate,
@@ -114,7 +115,9 @@ impl Bridge {
         self.store.begin_day(day, &header, now).await?;
         let mut billing = Billing {
             registration_subscription: registration.registration_subscription_id.clone(),
-            owners: self.owners().await?,
+            owners: subscription_owners(self.registration.as_ref())
+                .await
+                .map_err(BridgeError::peer("the registration service"))?,
             by_tenant: HashMap::new(),
         };
         // Days come from `complete_through`, a time the usage service holds: always in range.
@@ -221,36 +224,6 @@ impl Bridge {
             tags: instance.tags,
             additional_info: instance.additional_info,
         })
-    }
-
-    /// Every subscription's owner tenant (deleted ones included), read once per sealed day in
-    /// pages of 1000: one call per 1000 subscriptions instead of one per subscription.
-    async fn owners(&self) -> Result<HashMap<String, String>, BridgeError> {
-        let mut owners = HashMap::new();
-        let mut page_token = String::new();
-        loop {
-            let page = self
-                .registration
-                .list_subscriptions(Request::new(ListSubscriptionsRequest {
-                    include_deleted: true,
-                    page_size: 1000,
-                    page_token,
-                    ..Default::default()
-                }))
-                .await
-                .map_err(BridgeError::peer("the registration service"))?
-                .into_inner();
-            for subscription in page.subscriptions {
-                owners.insert(
-                    subscription.subscription_id.to_ascii_lowercase(),
-                    subscription.owner_tenant_id,
-                );
-            }
-            if page.next_page_token.is_empty() {
-                return Ok(owners);
-            }
-            page_token = page.next_page_token;
-        }
     }
 
     /// The owner tenant and billing subscription of `subscription`; each tenant's billing

@@ -19,8 +19,8 @@ use crate::row::{ChargeRow, ExportHeader};
 
 /// Rows per Arrow batch handed to the Parquet writer.
 pub const BATCH_ROWS: usize = 8192;
-/// Rows per Parquet row group (each is written out when full).
-pub const ROW_GROUP_ROWS: usize = 65_536;
+/// Rows per Parquet row group (each is written out when full; the writer holds one encoded).
+pub const ROW_GROUP_ROWS: usize = 16_384;
 
 enum Column {
     Text(StringBuilder),

@@ -67,3 +67,34 @@ impl SubscriptionChanges {
         self.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
+
+/// Every subscription's owner tenant, deleted subscriptions included, keyed by the subscription
+/// id in lower case: one `ListSubscriptions` call per 1000 subscriptions. What billing and the
+/// bridge need to know who pays for a page of usage rows.
+pub async fn subscription_owners(
+    registration: &dyn RegistrationApi,
+) -> Result<std::collections::HashMap<String, String>, tonic::Status> {
+    let mut owners = std::collections::HashMap::new();
+    let mut page_token = String::new();
+    loop {
+        let page = registration
+            .list_subscriptions(tonic::Request::new(ListSubscriptionsRequest {
+                include_deleted: true,
+                page_size: 1000,
+                page_token,
+                ..Default::default()
+            }))
+            .await?
+            .into_inner();
+        for subscription in page.subscriptions {
+            owners.insert(
+                subscription.subscription_id.to_ascii_lowercase(),
+                subscription.owner_tenant_id,
+            );
+        }
+        if page.next_page_token.is_empty() {
+            return Ok(owners);
+        }
+        page_token = page.next_page_token;
+    }
+}
