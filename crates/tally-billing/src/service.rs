@@ -19,7 +19,7 @@ use tally_proto::usage::v1::{
     AggregationGranularity, GetPipelineStatusRequest, ListMetersRequest,
     ListSubscriberUsageAggregatesRequest, SubscriberFilter, UsageAggregate,
 };
-use tally_proto::usage_api::UsageApi;
+use tally_proto::usage_api::{SubscriberPages, UsageApi};
 use tally_store::BillingStore;
 use tally_store::billing::{AdjustmentRow, PriceSheetRow};
 use tonic::Request;
@@ -487,33 +487,23 @@ impl Billing {
             return Ok((0, context.currency));
         }
         let mut rows = 0;
-        let mut token = String::new();
-        loop {
-            let page = self
-                .usage
-                .list_subscriber_usage_aggregates(Request::new(
-                    ListSubscriberUsageAggregatesRequest {
-                        reported_start_time: Some(timestamp(start)),
-                        reported_end_time: Some(timestamp(end)),
-                        aggregation_granularity: AggregationGranularity::Daily as i32,
-                        page_size: USAGE_PAGE,
-                        continuation_token: token,
-                        allow_incomplete: !closed,
-                        subscribers: subscribers.clone(),
-                        ..Default::default()
-                    },
-                ))
-                .await?
-                .into_inner();
-            rows += page
-                .usage_aggregates
+        let mut pages = SubscriberPages::new(
+            self.usage.as_ref(),
+            ListSubscriberUsageAggregatesRequest {
+                reported_start_time: Some(timestamp(start)),
+                reported_end_time: Some(timestamp(end)),
+                aggregation_granularity: AggregationGranularity::Daily as i32,
+                page_size: USAGE_PAGE,
+                allow_incomplete: !closed,
+                subscribers,
+                ..Default::default()
+            },
+        );
+        while let Some(page) = pages.next().await {
+            rows += page?
                 .iter()
                 .filter(|row| in_scope(&scope, &context, &row.subscription_id))
                 .count() as u64;
-            if page.continuation_token.is_empty() {
-                break;
-            }
-            token = page.continuation_token;
         }
         Ok((rows, context.currency))
     }
@@ -575,23 +565,21 @@ async fn read_and_rate(
     // The rows of one (usage hour, subscription, meter): the usage service's order keeps them
     // together, and tiers only need each such group in the contract's order.
     let mut group: Vec<UsageAggregate> = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = usage
-            .list_subscriber_usage_aggregates(Request::new(ListSubscriberUsageAggregatesRequest {
-                reported_start_time: Some(timestamp(start)),
-                reported_end_time: Some(timestamp(end)),
-                aggregation_granularity: AggregationGranularity::Hourly as i32,
-                page_size: USAGE_PAGE,
-                continuation_token: token.clone(),
-                allow_incomplete: !closed,
-                subscribers: subscribers.clone(),
-                sum_instances: detail == Detail::SummedOverInstances,
-                ..Default::default()
-            }))
-            .await?
-            .into_inner();
-        for row in page.usage_aggregates {
+    let mut pages = SubscriberPages::new(
+        usage,
+        ListSubscriberUsageAggregatesRequest {
+            reported_start_time: Some(timestamp(start)),
+            reported_end_time: Some(timestamp(end)),
+            aggregation_granularity: AggregationGranularity::Hourly as i32,
+            page_size: USAGE_PAGE,
+            allow_incomplete: !closed,
+            subscribers,
+            sum_instances: detail == Detail::SummedOverInstances,
+            ..Default::default()
+        },
+    );
+    while let Some(page) = pages.next().await {
+        for row in page? {
             if !in_scope(&scope, &context, &row.subscription_id) {
                 continue;
             }
@@ -607,10 +595,6 @@ async fn read_and_rate(
             }
             group.push(row);
         }
-        if page.continuation_token.is_empty() {
-            break;
-        }
-        token = page.continuation_token;
     }
     rate_group(group, &context, &mut consumed, sender).await;
     Ok(())

@@ -20,6 +20,7 @@ use tally_proto::usage::v1::{
     AggregationGranularity, GetPipelineStatusRequest, ListMetersRequest,
     ListSubscriberUsageAggregatesRequest, UsageAggregate,
 };
+use tally_proto::usage_api::SubscriberPages;
 use tally_store::bridge::DayHeader;
 use tonic::Request;
 
@@ -126,24 +127,18 @@ impl Bridge {
         let mut batch: Vec<CommerceUsageRecord> = Vec::with_capacity(BATCH_RECORDS);
         let mut index = 0u32;
         let mut rows = 0u64;
-        let mut token = String::new();
-        loop {
-            let page = self
-                .usage
-                .list_subscriber_usage_aggregates(Request::new(
-                    ListSubscriberUsageAggregatesRequest {
-                        reported_start_time: Some(timestamp(start)),
-                        reported_end_time: Some(timestamp(end)),
-                        aggregation_granularity: AggregationGranularity::Daily as i32,
-                        page_size: 1000,
-                        continuation_token: token,
-                        ..Default::default()
-                    },
-                ))
-                .await
-                .map_err(BridgeError::peer("the usage service"))?
-                .into_inner();
-            for row in page.usage_aggregates {
+        let mut pages = SubscriberPages::new(
+            self.usage.as_ref(),
+            ListSubscriberUsageAggregatesRequest {
+                reported_start_time: Some(timestamp(start)),
+                reported_end_time: Some(timestamp(end)),
+                aggregation_granularity: AggregationGranularity::Daily as i32,
+                page_size: 1000,
+                ..Default::default()
+            },
+        );
+        while let Some(page) = pages.next().await {
+            for row in page.map_err(BridgeError::peer("the usage service"))? {
                 if !chargeable.contains(&row.meter_id.to_ascii_lowercase()) {
                     continue;
                 }
@@ -154,10 +149,6 @@ impl Bridge {
                         .await?;
                     index += 1;
                 }
-            }
-            token = page.continuation_token;
-            if token.is_empty() {
-                break;
             }
         }
         if !batch.is_empty() {

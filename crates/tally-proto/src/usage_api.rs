@@ -11,7 +11,7 @@ use crate::service_api::{BoxStream, service_api};
 use crate::usage::v1::{
     CreateMeterRequest, GetPipelineStatusRequest, ListMetersRequest, ListMetersResponse,
     ListSubscriberUsageAggregatesRequest, ListUsageAggregatesRequest, ListUsageAggregatesResponse,
-    Meter, PipelineStatus, PostUsageRequest, PostUsageResponse,
+    Meter, PipelineStatus, PostUsageRequest, PostUsageResponse, UsageAggregate,
     provider_usage_client::ProviderUsageClient,
     provider_usage_server::{self, ProviderUsage, ProviderUsageServer},
     tenant_usage_client::TenantUsageClient,
@@ -105,4 +105,44 @@ fn post_each_batch<A: UsageApi + ?Sized>(
             std::future::ready(Some(result))
         });
     Box::pin(responses)
+}
+
+/// The pages of one `ListSubscriberUsageAggregates` query, following its continuation tokens:
+/// how billing and the bridge walk a reported window.
+pub struct SubscriberPages<'a> {
+    usage: &'a dyn UsageApi,
+    request: ListSubscriberUsageAggregatesRequest,
+    done: bool,
+}
+
+impl<'a> SubscriberPages<'a> {
+    /// The pages of `request`, from its continuation token on (normally none).
+    pub fn new(usage: &'a dyn UsageApi, request: ListSubscriberUsageAggregatesRequest) -> Self {
+        SubscriberPages {
+            usage,
+            request,
+            done: false,
+        }
+    }
+
+    /// The next page's rows; `None` after the last page.
+    pub async fn next(&mut self) -> Option<Result<Vec<UsageAggregate>, Status>> {
+        if self.done {
+            return None;
+        }
+        let page = match self
+            .usage
+            .list_subscriber_usage_aggregates(Request::new(self.request.clone()))
+            .await
+        {
+            Ok(page) => page.into_inner(),
+            Err(status) => {
+                self.done = true;
+                return Some(Err(status));
+            }
+        };
+        self.done = page.continuation_token.is_empty();
+        self.request.continuation_token = page.continuation_token;
+        Some(Ok(page.usage_aggregates))
+    }
 }
