@@ -28,6 +28,10 @@ fn token(identity: &Identity) -> String {
 }
 
 /// The text of a successful GET.
+/// The `tally_ready` gauges are process-wide, so the tests that take a gateway out of service
+/// and the one that reads its gauge take turns.
+static READY_GAUGE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn text(base: &str, path: &str, token: Option<&str>) -> (StatusCode, String) {
     let (code, body) = rest::get(base, path, token).await;
     let text = match body {
@@ -66,6 +70,7 @@ async fn wait_health(channel: &Channel, service: &str, wanted: ServingStatus) {
 
 #[tokio::test]
 async fn the_gateway_serves_healthz_readyz_and_metrics_for_operators() {
+    let _gauge = READY_GAUGE.lock().await;
     let cluster = Cluster::start(Backend::Sqlite, Topology::InProcess).await;
     let base = cluster.base_url();
     assert_eq!(
@@ -143,6 +148,7 @@ async fn the_gateway_serves_healthz_readyz_and_metrics_for_operators() {
 
 #[tokio::test]
 async fn the_gateway_is_not_ready_while_a_peer_is_down() {
+    let _gauge = READY_GAUGE.lock().await;
     let mut cluster = Cluster::start(Backend::Sqlite, Topology::Remote).await;
     let channel = cluster.channel();
     let base = cluster.base_url();
@@ -211,6 +217,7 @@ fn postgres_address(url: &str) -> std::net::SocketAddr {
 #[tokio::test]
 #[cfg_attr(not(postgres_tests), ignore = "TALLY_TEST_POSTGRES_URL is not set")]
 async fn health_follows_the_database() {
+    let _gauge = READY_GAUGE.lock().await;
     let db = TestDatabase::new(Backend::Postgres).await;
     let proxy = TcpProxy::start(postgres_address(&db.usage_url())).await;
     let mut config = tally_aggregator::Config::new(through_proxy(&db.usage_url(), proxy.addr()));

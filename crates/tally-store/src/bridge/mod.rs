@@ -334,19 +334,17 @@ impl BridgeStore {
         update
             .bind(batch_id.to_string())
             .push(" AND state = 'Parked'");
-        let requeued = self
-            .db
-            .writer()
-            .execute_raw(update.build())
-            .await?
-            .rows_affected()
-            > 0;
+        // One transaction, so the row answered is the one requeued, not one the uploader has
+        // already sent again in between.
+        let txn = self.db.writer().begin().await?;
+        let requeued = txn.execute_raw(update.build()).await?.rows_affected() > 0;
         let mut select = self.sql(&format!(
             "SELECT {UPLOAD_COLUMNS} FROM bridge_batch b \
              LEFT JOIN bridge_day d ON d.reported_day = b.reported_day WHERE b.batch_id = "
         ));
         select.bind(batch_id.to_string());
-        let row = self.db.writer().query_one_raw(select.build()).await?;
+        let row = txn.query_one_raw(select.build()).await?;
+        txn.commit().await?;
         row.map(|row| Ok((upload_row(&row)?, requeued))).transpose()
     }
 
