@@ -21,7 +21,7 @@ impl Aggregator {
     /// folders: the store lets one fold at a time and each batch is folded once.
     pub async fn run_folder(self: Arc<Self>, stop: impl Future<Output = ()> + Send) {
         tokio::pin!(stop);
-        let ticker = Ticker::new(self.clock.as_ref(), self.config.fold_interval);
+        let mut ticker = Ticker::new(self.clock.as_ref(), self.config.fold_interval);
         loop {
             if let Err(error) = self.fold_pending().await {
                 tracing::warn!(%error, "fold failed; retrying on the next tick");

@@ -12,13 +12,13 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
 use tally_core::Quantity;
+use tally_proto::bearer::Bearer;
 use tally_proto::bridge::v1::{GetBridgeStatusRequest, usage_bridge_client::UsageBridgeClient};
 use tally_proto::clock::v1::{
     AdvanceClockRequest, advance_clock_request::Target, clock_client::ClockClient,
@@ -33,13 +33,15 @@ use tally_proto::registration::v1::{
 };
 use tally_proto::usage::v1::{
     GetPipelineStatusRequest, ListMetersRequest, PostUsageRequest, UsageRecord,
-    usage_admin_client::UsageAdminClient, usage_ingestion_client::UsageIngestionClient,
+    usage_admin_client::UsageAdminClient,
 };
 use tally_spawn::Listening;
 use tally_store::scratch::ScratchPostgres;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use uuid::Uuid;
 
+use crate::feeder::stream_batches;
 use crate::server::tally_binary;
 
 /// The bridge scenario's own flags.
@@ -282,48 +284,24 @@ async fn post_day(
     meters: Arc<Vec<String>>,
     hour: DateTime<Utc>,
 ) -> anyhow::Result<()> {
-    let batches = rows.div_ceil(BATCH);
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
+    let mut channels = Vec::with_capacity(STREAMS);
     for _ in 0..STREAMS {
-        let channel = aggregator.channel().await?;
-        let next = next.clone();
-        let meters = meters.clone();
-        tasks.push(tokio::spawn(async move {
-            let (tx, rx) = tokio::sync::mpsc::channel::<PostUsageRequest>(4);
-            let producer = tokio::spawn(async move {
-                loop {
-                    let number = next.fetch_add(1, Ordering::Relaxed);
-                    if number >= batches {
-                        break;
-                    }
-                    let records = (number * BATCH..((number + 1) * BATCH).min(rows))
-                        .map(|i| record(i, &meters, hour).0)
-                        .collect();
-                    if tx.send(PostUsageRequest { records }).await.is_err() {
-                        break;
-                    }
-                }
-            });
-            let mut client = UsageIngestionClient::new(channel).max_encoding_message_size(64 << 20);
-            let mut responses = client
-                .stream_usage(tokio_stream::wrappers::ReceiverStream::new(rx))
-                .await?
-                .into_inner();
-            let mut accepted = 0u64;
-            while let Some(response) = responses.message().await? {
-                accepted += u64::from(response.accepted);
-            }
-            producer.await?;
-            anyhow::Ok(accepted)
-        }));
+        // The aggregator alone trusts its callers (the gateway authenticates them).
+        channels.push(InterceptedService::new(
+            aggregator.channel().await?,
+            Bearer::new(None),
+        ));
     }
-    let mut accepted = 0;
-    for task in tasks {
-        accepted += task.await??;
-    }
-    if accepted as usize != rows {
-        bail!("{accepted} records accepted of {rows}");
+    let answered = stream_batches(channels, 0..rows.div_ceil(BATCH), move |number| {
+        PostUsageRequest {
+            records: (number * BATCH..((number + 1) * BATCH).min(rows))
+                .map(|i| record(i, &meters, hour).0)
+                .collect(),
+        }
+    })
+    .await?;
+    if answered.accepted as usize != rows {
+        bail!("{} records accepted of {rows}", answered.accepted);
     }
     let mut admin = UsageAdminClient::new(aggregator.channel().await?);
     loop {

@@ -17,6 +17,7 @@
 
 mod bridge;
 mod check;
+mod feeder;
 mod limit;
 mod money;
 mod report;
@@ -26,7 +27,7 @@ mod workload;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -47,6 +48,7 @@ use tally_store::usage::UnixMicros;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Endpoint;
 
+use feeder::stream_batches;
 use report::{BackendFigures, Report};
 use server::Server;
 use workload::{BATCH, Expected, Workload};
@@ -152,46 +154,21 @@ async fn ingest(
     total: usize,
     streams: usize,
 ) -> anyhow::Result<Duration> {
-    let batches = total.div_ceil(BATCH);
-    let next = Arc::new(AtomicUsize::new(from / BATCH));
     let started = Instant::now();
-    let mut tasks = Vec::new();
+    let mut channels = Vec::with_capacity(streams);
     for _ in 0..streams {
-        let channel = channel(addr, Principal::resource_provider()).await?;
-        let workload = workload.clone();
-        let next = next.clone();
-        tasks.push(tokio::spawn(async move {
-            let (tx, rx) = tokio::sync::mpsc::channel::<PostUsageRequest>(4);
-            let producer = tokio::spawn(async move {
-                loop {
-                    let number = next.fetch_add(1, Ordering::Relaxed);
-                    if number >= batches {
-                        break;
-                    }
-                    if tx.send(workload.batch(number, total)).await.is_err() {
-                        break;
-                    }
-                }
-            });
-            let mut client = UsageIngestionClient::new(channel).max_encoding_message_size(64 << 20);
-            let mut responses = client
-                .stream_usage(tokio_stream::wrappers::ReceiverStream::new(rx))
-                .await?
-                .into_inner();
-            let mut acknowledged = 0u64;
-            while let Some(response) = responses.message().await? {
-                acknowledged += u64::from(response.accepted + response.duplicates);
-            }
-            producer.await?;
-            anyhow::Ok(acknowledged)
-        }));
+        channels.push(channel(addr, Principal::resource_provider()).await?);
     }
-    let mut acknowledged = 0;
-    for task in tasks {
-        acknowledged += task.await??;
-    }
-    if acknowledged as usize != total - from {
-        bail!("{acknowledged} records acknowledged of {}", total - from);
+    let answered = stream_batches(channels, from / BATCH..total.div_ceil(BATCH), move |n| {
+        workload.batch(n, total)
+    })
+    .await?;
+    if answered.acknowledged() as usize != total - from {
+        bail!(
+            "{} records acknowledged of {}",
+            answered.acknowledged(),
+            total - from
+        );
     }
     Ok(started.elapsed())
 }

@@ -118,6 +118,8 @@ pub struct ExportFigures {
     /// Hourly rows rated per second (the export rates the month's hourly rows).
     pub rated_rows_per_second: f64,
     pub bytes: u64,
+    /// The server's RSS when the export starts (what the previous phases left resident).
+    pub rss_before_mib: f64,
     pub peak_rss_mib: f64,
     /// The sum of the exported costs, exact.
     pub cost_total: String,
@@ -710,9 +712,15 @@ async fn run(
     ] {
         eprintln!("[money {backend}] export: {name}");
         let path: PathBuf = dir.join(format!("charges.{extension}"));
+        let rss_before_mib = server.rss_mib();
+        eprintln!("[money {backend}] before: {}", server.rss_parts());
         server.reset_peak()?;
         let (rows, time, bytes) = export(&addr, format, &path).await?;
         let peak_rss_mib = server.peak_rss_mib();
+        eprintln!(
+            "[money {backend}] after: {}; peak {peak_rss_mib:.0} MiB",
+            server.rss_parts()
+        );
         let (file_rows, cost) = sum_export(format, &path)?;
         let _ = std::fs::remove_file(&path);
         if file_rows != rows {
@@ -733,6 +741,7 @@ async fn run(
             rows_per_second: rows as f64 / seconds,
             rated_rows_per_second: hourly_rows as f64 / seconds,
             bytes,
+            rss_before_mib,
             peak_rss_mib,
             cost_total: unscaled(cost),
         });
@@ -867,6 +876,16 @@ pub fn table(figures: &[MoneyFigures]) -> String {
             &mut out,
             &format!("export {format}: rows/s, rated rows/s"),
             &|f| export(f).map_or_else(String::new, |(_, r, h, _, _)| format!("{r:.0}, {h:.0}")),
+        );
+        row(
+            &mut out,
+            &format!("export {format}: RSS at start (MiB)"),
+            &|f| {
+                f.exports
+                    .iter()
+                    .find(|e| e.format == format)
+                    .map_or_else(String::new, |e| format!("{:.0}", e.rss_before_mib))
+            },
         );
         row(
             &mut out,

@@ -80,6 +80,19 @@ impl Server {
         status_mib(self.process.pid(), "VmRSS:")
     }
 
+    /// Where the resident memory is now: anonymous (heap), file-backed and shared (SQLite's WAL
+    /// index), in MiB, for the log.
+    pub fn rss_parts(&self) -> String {
+        let pid = self.process.pid();
+        format!(
+            "RSS {:.0} MiB = anon {:.0} + file {:.0} + shmem {:.0}",
+            status_mib(pid, "VmRSS:"),
+            status_mib(pid, "RssAnon:"),
+            status_mib(pid, "RssFile:"),
+            status_mib(pid, "RssShmem:")
+        )
+    }
+
     /// Resets VmHWM to the present RSS (`clear_refs` 5), so the next peak is of one phase.
     pub fn reset_peak(&self) -> anyhow::Result<()> {
         std::fs::write(format!("/proc/{}/clear_refs", self.process.pid()), "5")

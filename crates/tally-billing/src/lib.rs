@@ -121,7 +121,7 @@ impl Billing {
     /// first. Stopped by aborting the handle.
     pub fn start_closer(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let billing = self.clone();
-        let ticker = Ticker::new(billing.clock.as_ref(), billing.config.close_interval);
+        let mut ticker = Ticker::new(billing.clock.as_ref(), billing.config.close_interval);
         tokio::spawn(async move {
             loop {
                 if let Err(e) = billing.close_completed().await {

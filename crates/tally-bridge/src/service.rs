@@ -110,7 +110,7 @@ impl Bridge {
                 return stop.await;
             }
             tokio::pin!(stop);
-            let ticker = Ticker::new(bridge.clock.as_ref(), bridge.config.interval);
+            let mut ticker = Ticker::new(bridge.clock.as_ref(), bridge.config.interval);
             loop {
                 bridge.run_once().await;
                 let backoff = bridge.until_next_attempt();

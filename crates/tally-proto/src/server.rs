@@ -216,9 +216,12 @@ impl Background {
 pub type BoxFuture = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Paces a background loop: wakes it every `interval` of real time, and at once when a manual
-/// clock moves, so simulated days close in seconds.
+/// clock moves, so simulated days close in seconds. The first tick comes one interval after
+/// start-up (loops do their first pass before waiting). Ticks keep a fixed cadence, counted from
+/// the previous tick rather than from the end of the pass, so a pass's own time does not delay
+/// the next one; a pass longer than the interval is followed at once by the next.
 pub struct Ticker {
-    interval: std::time::Duration,
+    interval: tokio::time::Interval,
     moved: std::sync::Arc<tokio::sync::Notify>,
 }
 
@@ -229,13 +232,17 @@ impl Ticker {
             let wake = moved.clone();
             manual.watch(Box::new(move |_| wake.notify_one()));
         }
+        // tokio refuses a zero period.
+        let period = interval.max(std::time::Duration::from_millis(1));
+        let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Ticker { interval, moved }
     }
 
-    /// Completes after `interval`, or as soon as the clock moves.
-    pub async fn tick(&self) {
+    /// Completes at the next tick, or as soon as the clock moves.
+    pub async fn tick(&mut self) {
         tokio::select! {
-            _ = tokio::time::sleep(self.interval) => {}
+            _ = self.interval.tick() => {}
             _ = self.moved.notified() => {}
         }
     }
@@ -250,13 +257,41 @@ mod tests {
     #[tokio::test]
     async fn a_ticker_wakes_when_a_manual_clock_moves() {
         let clock = tally_core::ManualClock::new(chrono::Utc::now());
-        let ticker = Ticker::new(&clock, Duration::from_secs(3_600));
+        let mut ticker = Ticker::new(&clock, Duration::from_secs(3_600));
         let waiting = tokio::spawn(async move { ticker.tick().await });
         clock.advance(chrono::Duration::hours(1));
         tokio::time::timeout(Duration::from_secs(10), waiting)
             .await
             .expect("woken by the clock, not by the hour-long interval")
             .expect("the tick task ran");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ticks_keep_their_cadence_whatever_a_pass_takes() {
+        let start = tokio::time::Instant::now();
+        let mut ticker = Ticker::new(&tally_core::SystemClock, Duration::from_secs(10));
+        ticker.tick().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(10), "not at once");
+        tokio::time::sleep(Duration::from_secs(4)).await; // a pass
+        ticker.tick().await;
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(20),
+            "counted from the tick"
+        );
+        tokio::time::sleep(Duration::from_secs(25)).await; // a pass longer than the interval
+        ticker.tick().await;
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(45),
+            "at once after a long pass"
+        );
+        ticker.tick().await;
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(55),
+            "then one interval on"
+        );
     }
 
     #[test]

@@ -58,6 +58,14 @@ fn unreachable_database(e: sea_orm::sqlx::Error) -> StoreError {
 /// Advisory lock that serializes migrations across instances sharing one PostgreSQL database.
 const MIGRATION_LOCK: i64 = 0x7a11_7900_0000_0001;
 
+/// SQLite reader connections per database.
+const READERS: u32 = 4;
+/// Page cache of each SQLite reader, in KiB. Readers walk index ranges once (pages, exports, the
+/// bridge's seal) and the operating system caches the file, so a big cache per reader bought
+/// nothing, while 4 readers of 16 MiB in each database grew a 10,000,000-record export past
+/// 500 MiB of RSS (BENCHMARKS.md, exports).
+const READER_CACHE_KIB: u32 = 2048;
+
 /// The settings of every SQLite connection Tally opens (the benchmark's storage limit connects
 /// with them too, so it measures the same database).
 pub fn sqlite_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
@@ -131,10 +139,14 @@ impl Database {
                     .await
                     .map_err(unreachable_database)?;
                 let reader = SqlitePoolOptions::new()
-                    .max_connections(4)
+                    .max_connections(READERS)
                     .idle_timeout(None)
                     .max_lifetime(None)
-                    .connect_lazy_with(options.read_only(true).pragma("cache_size", "-16384"));
+                    .connect_lazy_with(
+                        options
+                            .read_only(true)
+                            .pragma("cache_size", format!("-{READER_CACHE_KIB}")),
+                    );
                 Ok(Database {
                     backend: Backend::Sqlite,
                     writer: SqlxSqliteConnector::from_sqlx_sqlite_pool(writer),

@@ -409,12 +409,11 @@ async fn an_outage_of_three_days_drains_in_order(backend: Backend) {
         listed[0].attempts >= 2,
         "the oldest batch was retried: {listed:?}"
     );
+    // Up to 4 uploads are in flight: when the outage ends during a pass, the batches after a
+    // refused one may already be applied, and the next pass sends them again as duplicates.
     let state = receiver_state(&cluster).await;
-    assert_eq!(
-        (state.batches, state.duplicates),
-        (3, 0),
-        "each batch applied once"
-    );
+    assert_eq!(state.batches, 3, "each batch applied once: {state:?}");
+    assert!(state.duplicates <= 2, "only resent batches: {state:?}");
     cluster.stop().await;
 }
 
