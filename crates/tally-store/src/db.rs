@@ -61,9 +61,9 @@ const MIGRATION_LOCK: i64 = 0x7a11_7900_0000_0001;
 /// SQLite reader connections per database.
 const READERS: u32 = 4;
 /// Page cache of each SQLite reader, in KiB. Readers walk index ranges once (pages, exports, the
-/// bridge's seal) and the operating system caches the file, so a big cache per reader bought
-/// nothing, while 4 readers of 16 MiB in each database grew a 10,000,000-record export past
-/// 500 MiB of RSS (BENCHMARKS.md, exports).
+/// bridge's seal) and the operating system caches the file. 4 readers of 16 MiB in each database
+/// grew a 10,000,000-record export past 500 MiB of RSS; 2 MiB keeps it under 300 MiB, for about
+/// 1 ms more per usage page at p50 (BENCHMARKS.md, exports and the code-shape comparison).
 const READER_CACHE_KIB: u32 = 2048;
 
 /// The settings of every SQLite connection Tally opens (the benchmark's storage limit connects
